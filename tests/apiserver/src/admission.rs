@@ -119,9 +119,21 @@ fn normalize_metadata(
 /// Decodes, prunes and defaults a body into the object to store (no validation yet).
 pub fn decode(
     rt: &ResourceType,
+    obj: Value,
+    fv: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> ApiResult<Value> {
+    decode_with(rt, obj, fv, warnings, true)
+}
+
+/// Like [`decode`]; `defaults: false` for server-side apply configurations (defaults belong to
+/// no manager).
+pub fn decode_with(
+    rt: &ResourceType,
     mut obj: Value,
     fv: FieldValidation,
     warnings: &mut Vec<String>,
+    defaults: bool,
 ) -> ApiResult<Value> {
     if !obj.is_object() {
         return Err(ApiError::bad_request(
@@ -149,10 +161,14 @@ pub fn decode(
             let mut pruned = Vec::new();
             schema::prune(&custom.schema, &mut obj, "", true, &mut pruned);
             unknown.extend(pruned);
-            let meta = obj["metadata"].take();
-            let mut defaulted = apply_defaults(&custom.schema, &obj);
-            defaulted["metadata"] = meta;
-            defaulted
+            if !defaults {
+                obj
+            } else {
+                let meta = obj["metadata"].take();
+                let mut defaulted = apply_defaults(&custom.schema, &obj);
+                defaulted["metadata"] = meta;
+                defaulted
+            }
         }
         (None, None) => obj,
     };

@@ -109,7 +109,7 @@ pub fn delete_locked(
     if has_finalizers || is_namespace {
         if old["metadata"]["deletionTimestamp"].is_string() {
             return Ok(Written {
-                code: 202,
+                code: 200,
                 object: old,
                 warnings: vec![],
             });
@@ -117,12 +117,16 @@ pub fn delete_locked(
         let mut marked = old.clone();
         marked["metadata"]["deletionTimestamp"] = json!(crate::util::now());
         marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        // Like markAsDeleting: controllers see the deletion as a new generation.
+        if let Some(g) = marked["metadata"]["generation"].as_i64().filter(|g| *g > 0) {
+            marked["metadata"]["generation"] = json!(g + 1);
+        }
         if is_namespace {
             marked["status"]["phase"] = json!("Terminating");
         }
         if opts.dry_run {
             return Ok(Written {
-                code: 202,
+                code: 200,
                 object: marked,
                 warnings: vec![],
             });
@@ -144,7 +148,7 @@ pub fn delete_locked(
             reap_namespaces(shared, store);
         }
         return Ok(Written {
-            code: if has_finalizers { 202 } else { 200 },
+            code: 200,
             object,
             warnings: vec![],
         });

@@ -54,6 +54,32 @@ fn object_meta_schema() -> Value {
     }})
 }
 
+/// Top-level fields of the built-ins kubectl applies with strategic merge patches (it looks them
+/// up in this document and warns when one is missing).
+fn builtin_properties(b: Builtin) -> Value {
+    let str_map = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    let refs = json!({"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}});
+    match b {
+        Builtin::ConfigMap => {
+            json!({"data": str_map, "binaryData": str_map, "immutable": {"type": "boolean"}})
+        }
+        Builtin::Secret => {
+            json!({"data": str_map, "stringData": str_map, "type": {"type": "string"},
+            "immutable": {"type": "boolean"}})
+        }
+        Builtin::Namespace => json!({
+            "spec": {"type": "object", "properties": {"finalizers": {"type": "array", "items": {"type": "string"}}}},
+            "status": {"type": "object", "properties": {"phase": {"type": "string"}}}}),
+        Builtin::ServiceAccount => json!({"secrets": refs, "imagePullSecrets": refs,
+            "automountServiceAccountToken": {"type": "boolean"}}),
+        Builtin::Lease => json!({"spec": {"type": "object", "properties": {
+            "holderIdentity": {"type": "string"}, "leaseDurationSeconds": {"type": "integer"},
+            "acquireTime": {"type": "string"}, "renewTime": {"type": "string"},
+            "leaseTransitions": {"type": "integer"}}}}),
+        Builtin::Event | Builtin::EventsV1 | Builtin::Crd => json!({}),
+    }
+}
+
 fn resource_schema(rt: &ResourceType) -> Value {
     let mut s = match rt.custom() {
         Some(c) if c.schema.is_object() => c.schema.clone(),
@@ -63,6 +89,13 @@ fn resource_schema(rt: &ResourceType) -> Value {
     };
     if !s["properties"].is_object() {
         s["properties"] = json!({});
+    }
+    if let Some(b) = rt.builtin()
+        && let Some(props) = builtin_properties(b).as_object()
+    {
+        for (k, v) in props {
+            s["properties"][k] = v.clone();
+        }
     }
     s["properties"]["apiVersion"] = json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."});
     s["properties"]["kind"] = json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."});

@@ -1,6 +1,6 @@
-//! The one protobuf body real clients send here: `kubectl create namespace` posts a Namespace as
+//! The protobuf bodies real clients send here: `kubectl create namespace|configmap|secret` post
 //! `application/vnd.kubernetes.protobuf` (`k8s\0` + runtime.Unknown). Decoded into JSON; other
-//! protobuf bodies are refused with 415.
+//! kinds are refused with 415.
 
 use serde_json::{Map, Value, json};
 
@@ -12,7 +12,7 @@ struct Reader<'a> {
 }
 
 enum Field<'a> {
-    Varint,
+    Varint(u64),
     Bytes(&'a [u8]),
 }
 
@@ -40,10 +40,7 @@ impl<'a> Reader<'a> {
         let tag = self.varint()?;
         let (num, wire) = (tag >> 3, tag & 7);
         let f = match wire {
-            0 => {
-                self.varint()?;
-                Field::Varint
-            }
+            0 => Field::Varint(self.varint()?),
             2 => {
                 let len = usize::try_from(self.varint()?).ok()?;
                 let end = self.pos.checked_add(len)?;
@@ -53,11 +50,11 @@ impl<'a> Reader<'a> {
             }
             1 => {
                 self.pos += 8;
-                Field::Varint
+                Field::Varint(0)
             }
             5 => {
                 self.pos += 4;
-                Field::Varint
+                Field::Varint(0)
             }
             _ => return None,
         };
@@ -79,6 +76,12 @@ fn text(b: &[u8]) -> Option<String> {
 }
 
 fn string_map(entries: &[&[u8]]) -> Option<Value> {
+    bytes_map(entries, false)
+}
+
+/// A `map<string, string|bytes>`; bytes values become base64 as in JSON.
+fn bytes_map(entries: &[&[u8]], base64_values: bool) -> Option<Value> {
+    use base64::Engine;
     let mut m = Map::new();
     for e in entries {
         let (mut k, mut v) = (String::new(), String::new());
@@ -86,6 +89,7 @@ fn string_map(entries: &[&[u8]]) -> Option<Value> {
             if let Field::Bytes(b) = f {
                 match n {
                     1 => k = text(b)?,
+                    2 if base64_values => v = base64::engine::general_purpose::STANDARD.encode(b),
                     2 => v = text(b)?,
                     _ => {}
                 }
@@ -123,9 +127,9 @@ fn object_meta(buf: &[u8]) -> Option<Value> {
     Some(Value::Object(meta))
 }
 
-/// Decodes a protobuf-encoded Namespace into its JSON form.
-pub fn decode_namespace(body: &[u8]) -> ApiResult<Value> {
-    let bad = || ApiError::bad_request("unable to decode the protobuf body as a v1 Namespace");
+/// Decodes a protobuf-encoded Namespace, ConfigMap or Secret into its JSON form.
+pub fn decode(body: &[u8]) -> ApiResult<Value> {
+    let bad = || ApiError::bad_request("unable to decode the protobuf body");
     let payload = body.strip_prefix(b"k8s\0").ok_or_else(bad)?;
     let mut type_meta = (String::new(), String::new());
     let mut raw: &[u8] = &[];
@@ -147,16 +151,18 @@ pub fn decode_namespace(body: &[u8]) -> ApiResult<Value> {
             _ => {}
         }
     }
-    if type_meta != ("v1".to_string(), "Namespace".to_string()) {
+    let kind = type_meta.1.clone();
+    if type_meta.0 != "v1" || !matches!(kind.as_str(), "Namespace" | "ConfigMap" | "Secret") {
         return Err(ApiError::unsupported_media_type(
             "application/vnd.kubernetes.protobuf",
         ));
     }
-    let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {}});
+    let mut obj = json!({"apiVersion": "v1", "kind": kind, "metadata": {}});
+    let mut maps: [Vec<&[u8]>; 5] = Default::default();
     for (n, f) in fields(raw).ok_or_else(bad)? {
-        match (n, f) {
-            (1, Field::Bytes(b)) => ns["metadata"] = object_meta(b).ok_or_else(bad)?,
-            (2, Field::Bytes(b)) => {
+        match (kind.as_str(), n, f) {
+            (_, 1, Field::Bytes(b)) => obj["metadata"] = object_meta(b).ok_or_else(bad)?,
+            ("Namespace", 2, Field::Bytes(b)) => {
                 let fins: Vec<Value> = fields(b)
                     .ok_or_else(bad)?
                     .into_iter()
@@ -166,13 +172,30 @@ pub fn decode_namespace(body: &[u8]) -> ApiResult<Value> {
                     })
                     .collect();
                 if !fins.is_empty() {
-                    ns["spec"] = json!({"finalizers": fins});
+                    obj["spec"] = json!({"finalizers": fins});
                 }
+            }
+            ("ConfigMap", 2 | 3, Field::Bytes(b)) | ("Secret", 2 | 4, Field::Bytes(b)) => {
+                maps[n as usize].push(b)
+            }
+            ("Secret", 3, Field::Bytes(b)) => obj["type"] = json!(text(b).ok_or_else(bad)?),
+            ("ConfigMap", 4, Field::Varint(v)) | ("Secret", 5, Field::Varint(v)) => {
+                obj["immutable"] = json!(v != 0)
             }
             _ => {}
         }
     }
-    Ok(ns)
+    let named: &[(usize, &str, bool)] = match kind.as_str() {
+        "ConfigMap" => &[(2, "data", false), (3, "binaryData", true)],
+        "Secret" => &[(2, "data", true), (4, "stringData", false)],
+        _ => &[],
+    };
+    for (n, name, b64) in named {
+        if !maps[*n].is_empty() {
+            obj[*name] = bytes_map(&maps[*n], *b64).ok_or_else(bad)?;
+        }
+    }
+    Ok(obj)
 }
 
 #[cfg(test)]
@@ -193,7 +216,7 @@ mod tests {
         let body = hex(
             "6b387300 0a0f0a0276311209 4e616d657370616365 12190a110a017812001a0022002a0032003800420012001a020a001a002200",
         );
-        let ns = decode_namespace(&body).unwrap();
+        let ns = decode(&body).unwrap();
         assert_eq!(
             ns,
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}})
@@ -201,11 +224,39 @@ mod tests {
     }
 
     #[test]
-    fn garbage_is_a_bad_request_not_a_panic() {
+    fn decodes_a_config_map_with_data() {
+        // ConfigMap{metadata{name:"c"}, data{"a":"b"}, immutable:true}
+        let cm = [
+            vec![0x0a, 0x03, 0x0a, 0x01, b'c'],
+            vec![0x12, 0x06, 0x0a, 0x01, b'a', 0x12, 0x01, b'b'],
+            vec![0x20, 0x01],
+        ]
+        .concat();
+        let tm = [
+            vec![0x0a, 0x02],
+            b"v1".to_vec(),
+            vec![0x12, 0x09],
+            b"ConfigMap".to_vec(),
+        ]
+        .concat();
+        let unknown = [
+            vec![0x0a, tm.len() as u8],
+            tm,
+            vec![0x12, cm.len() as u8],
+            cm,
+        ]
+        .concat();
+        let body = [b"k8s\0".to_vec(), unknown].concat();
+        let obj = decode(&body).unwrap();
         assert_eq!(
-            decode_namespace(b"k8s\0\xff\xff\xff").unwrap_err().code,
-            400
+            obj,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}, "immutable": true})
         );
-        assert_eq!(decode_namespace(b"nope").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn garbage_is_a_bad_request_not_a_panic() {
+        assert_eq!(decode(b"k8s\0\xff\xff\xff").unwrap_err().code, 400);
+        assert_eq!(decode(b"nope").unwrap_err().code, 400);
     }
 }

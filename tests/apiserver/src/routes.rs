@@ -13,7 +13,7 @@ use crate::admission::FieldValidation;
 use crate::deletes::{self, DeleteOpts};
 use crate::patch::PatchKind;
 use crate::reads;
-use crate::registry::{Builtin, ResourceType};
+use crate::registry::ResourceType;
 use crate::ssa::Scope;
 use crate::state::Shared;
 use crate::status::{ApiError, ApiResult};
@@ -220,9 +220,7 @@ fn decode_body(rt: &ResourceType, headers: &HeaderMap, body: &[u8]) -> ApiResult
     let ct = header(headers, "content-type");
     let base = ct.split(';').next().unwrap_or_default().trim();
     match base {
-        "application/vnd.kubernetes.protobuf" if rt.builtin() == Some(Builtin::Namespace) => {
-            protobuf::decode_namespace(body)
-        }
+        "application/vnd.kubernetes.protobuf" if rt.builtin().is_some() => protobuf::decode(body),
         "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(ct)),
         "application/yaml" => serde_saphyr::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}"))),

@@ -69,6 +69,15 @@ pub fn prune(schema: &Value, value: &mut Value, path: &str, root: bool, pruned: 
     }
 }
 
+/// A schema bound as Go's `%v` prints a float64 (`1`, not `1.0`).
+fn bound(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        Some(f) => f.to_string(),
+        None => v.to_string(),
+    }
+}
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -212,7 +221,10 @@ fn validate_value(schema: &Value, value: &Value, shown: &str, errs: &mut Vec<Fie
             errs.push(FieldError::invalid(
                 shown,
                 value,
-                &format!("{shown} in body should be {rel} {}", schema["minimum"]),
+                &format!(
+                    "{shown} in body should be {rel} {}",
+                    bound(&schema["minimum"])
+                ),
             ));
         }
         if let Some(max) = schema["maximum"].as_f64()
@@ -226,7 +238,10 @@ fn validate_value(schema: &Value, value: &Value, shown: &str, errs: &mut Vec<Fie
             errs.push(FieldError::invalid(
                 shown,
                 value,
-                &format!("{shown} in body should be {rel} {}", schema["maximum"]),
+                &format!(
+                    "{shown} in body should be {rel} {}",
+                    bound(&schema["maximum"])
+                ),
             ));
         }
         if let Some(m) = schema["multipleOf"].as_f64()

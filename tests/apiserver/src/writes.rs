@@ -101,7 +101,7 @@ fn prepare_builtin(rt: &ResourceType, obj: &mut Value, creating: bool) {
                     m.remove("stringData");
                 }
             }
-            if obj["type"].is_null() {
+            if obj["type"].as_str().is_none_or(str::is_empty) {
                 obj["type"] = json!("Opaque");
             }
         }
@@ -209,8 +209,24 @@ fn validate_all(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> ApiResul
     }
 }
 
-/// Checks `apiVersion`/`kind` of a body against the URL's resource.
+/// Checks `apiVersion`/`kind` of a body against the URL's resource, and that the body is an
+/// object whose `metadata` (if any) is an object.
 fn check_type(rt: &ResourceType, body: &Value) -> ApiResult<()> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: the body must be a JSON object",
+            rt.kind, rt.version, rt.kind
+        )));
+    }
+    if body
+        .get("metadata")
+        .is_some_and(|m| !m.is_object() && !m.is_null())
+    {
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: metadata must be an object",
+            rt.kind, rt.version, rt.kind
+        )));
+    }
     let av = body["apiVersion"].as_str().unwrap_or_default();
     let kind = body["kind"].as_str().unwrap_or_default();
     if !av.is_empty() && av != rt.api_version() {
@@ -569,8 +585,13 @@ pub fn patch(
         }
         let mut warnings = Vec::new();
         // Decode the configuration too, so pruning and strict field validation apply to it.
-        let mut decoded =
-            admission::decode(rt, config.clone(), opts.field_validation, &mut warnings)?;
+        let mut decoded = admission::decode_with(
+            rt,
+            config.clone(),
+            opts.field_validation,
+            &mut warnings,
+            false,
+        )?;
         ssa::strip_client_managed_fields(&mut decoded);
         if let Some(m) = decoded.as_object_mut() {
             // Defaults belong to no manager: apply the configuration as sent (pruned only).
@@ -637,6 +658,7 @@ pub fn patch(
         PatchKind::Strategic => patch::strategic_merge(&mut target, &patch_doc)?,
         PatchKind::Apply => {}
     }
+    check_type(rt, &target)?;
     if let Some(rv) = target["metadata"]["resourceVersion"].as_str()
         && Some(rv) != old["metadata"]["resourceVersion"].as_str()
     {

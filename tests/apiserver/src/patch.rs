@@ -37,10 +37,27 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
 }
 
+/// RFC 6902, with one Go json-patch leniency clients rely on: a `test` of `null` passes when
+/// the path is absent (kube's finalizer helper tests `/metadata/finalizers` against null).
 pub fn json_patch(target: &mut Value, patch: &Value) -> ApiResult<()> {
     let p: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-    json_patch::patch(target, &p).map_err(|e| {
+    let mut work = target.clone();
+    for op in p.0 {
+        if let json_patch::PatchOperation::Test(t) = &op
+            && t.value.is_null()
+            && work.pointer(t.path.as_str()).is_none()
+        {
+            continue;
+        }
+        apply_one(&mut work, op)?;
+    }
+    *target = work;
+    Ok(())
+}
+
+fn apply_one(target: &mut Value, op: json_patch::PatchOperation) -> ApiResult<()> {
+    json_patch::patch(target, &[op]).map_err(|e| {
         ApiError::new(
             422,
             "Invalid",

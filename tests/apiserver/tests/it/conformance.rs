@@ -71,7 +71,9 @@ fn cases() -> Vec<Case> {
         case("spec sent to status is ignored", "PATCH", "/status", MERGE, json!({"spec": {"size": 4}})).expect(200, false, 1),
         case("finalizer added", "PATCH", "", MERGE, json!({"metadata": {"finalizers": ["x/y"]}})).expect(200, true, 1),
         case("apply changing spec", "PATCH", "", APPLY, json!({"apiVersion": "test.lmi.dev/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"zone": "z", "size": 5}}))
-            .query("fieldManager=t").expect(200, true, 2),
+            .query("fieldManager=t&force=true").expect(200, true, 2),
+        case("apply conflicting with the creator", "PATCH", "", APPLY, json!({"apiVersion": "test.lmi.dev/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"zone": "z", "size": 5}}))
+            .query("fieldManager=t").expect(409, false, 1),
         case("strategic merge patch on a CR", "PATCH", "", SMP, json!({"spec": {"size": 4}})).expect(415, false, 1),
         case("json patch test failure", "PATCH", "", JSON, json!([{"op": "test", "path": "/spec/size", "value": 9}])).expect(422, false, 1),
         case("merge patch with a stale resourceVersion", "PATCH", "", MERGE, json!({"metadata": {"resourceVersion": "1"}, "spec": {"size": 4}})).expect(409, false, 1),

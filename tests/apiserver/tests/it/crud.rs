@@ -125,7 +125,7 @@ async fn schema_errors_are_all_reported_in_one_422() {
     assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
     assert_eq!(
         err.message,
-        "Widget.test.lmi.dev \"bad\" is invalid: [spec.zone: Required value, spec.mode: Unsupported value: \"Turbo\": supported values: \"Auto\", \"Manual\", spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1, spec.subnets: Too many: 4: must have at most 3 items]"
+        "Widget.test.lmi.dev \"bad\" is invalid: [spec.zone: Required value, spec.mode: Unsupported value: \"Turbo\": supported values: \"Auto\", \"Manual\", \"null\", spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1, spec.subnets: Too many: 4: must have at most 3 items]"
     );
     let causes = err.details.unwrap().causes;
     assert_eq!(causes.len(), 4);

@@ -8,10 +8,17 @@ use serde_json::json;
 
 use crate::support::*;
 
+/// A client without kube's default retries (which retry 429, 503 and 504).
+fn no_retry_widgets(s: &lmi_test_apiserver::TestApiServer) -> kube::Api<Widget> {
+    let mut config = kube::Config::new(s.url().parse().unwrap());
+    config.default_retry = false;
+    kube::Api::namespaced(kube::Client::try_from(config).unwrap(), "default")
+}
+
 #[tokio::test]
 async fn the_next_n_matching_requests_fail_with_the_given_status() {
     let s = server().await;
-    let api = widgets(&s, "default");
+    let api = no_retry_widgets(&s);
     create_widget(&api, "a", "z").await;
     s.inject(
         Fault::status(503)
@@ -21,11 +28,11 @@ async fn the_next_n_matching_requests_fail_with_the_given_status() {
     );
     let patch = Patch::Merge(json!({"status": {"observedGeneration": 1}}));
     for _ in 0..2 {
+        // Requests that do not match are unaffected.
+        api.get("a").await.unwrap();
         let err = status_of(api.patch_status("a", &PatchParams::default(), &patch).await);
         assert_eq!((err.code, err.reason.as_str()), (503, "ServiceUnavailable"));
     }
-    // Other requests were never affected, and the third status patch succeeds.
-    api.get("a").await.unwrap();
     api.patch_status("a", &PatchParams::default(), &patch)
         .await
         .unwrap();
@@ -40,6 +47,17 @@ async fn the_next_n_matching_requests_fail_with_the_given_status() {
         assert_eq!((err.code, err.reason.as_str()), (code, reason));
     }
     api.list(&ListParams::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn kube_default_retries_ride_out_503s_but_not_500s() {
+    let s = server().await;
+    let api = widgets(&s, "default");
+    create_widget(&api, "a", "z").await;
+    s.inject(Fault::status(503).times(2).method(Method::GET));
+    api.get("a").await.expect("kube retries 503");
+    s.inject(Fault::status(500).method(Method::GET));
+    assert_eq!(status_of(api.get("a").await).code, 500);
 }
 
 #[tokio::test]

@@ -280,7 +280,11 @@ async fn kubectl_explain_create_namespace_and_built_ins() {
             .await
             .contains("Error from server (AlreadyExists): namespaces \"team-a\" already exists")
     );
-    assert!(k.ok(&["get", "ns"]).await.contains("team-a   Active"));
+    let ns = k.ok(&["get", "ns", "team-a", "--no-headers"]).await;
+    assert_eq!(
+        ns.split_whitespace().take(2).collect::<Vec<_>>(),
+        vec!["team-a", "Active"]
+    );
     k.ok(&[
         "create",
         "configmap",

@@ -40,7 +40,7 @@ pub enum Mode {
     ),
     selectable = "spec.zone"
 )]
-#[x_kube(validation = Rule::new("self.size <= 5 || self.mode == 'Manual'").message("sizes above 5 need mode Manual"))]
+#[x_kube(validation = Rule::new("self.size <= 5 || (has(self.mode) && self.mode == 'Manual')").message("sizes above 5 need mode Manual"))]
 #[serde(rename_all = "camelCase")]
 pub struct WidgetSpec {
     /// Availability zone; fixed at creation.

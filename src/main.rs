@@ -1,1 +1,57 @@
-fn main() {}
+//! `lmi-operator`: the operator binary.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lmi_operator::api::crdgen;
+
+#[derive(Parser)]
+#[command(
+    name = "lmi-operator",
+    version,
+    about = "Runs AWS Lambda Managed Instances from Git"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions as YAML (a multi-document stream), or write one file
+    /// per CRD into a directory.
+    Crds {
+        /// Write `<plural>.<group>.yaml` files into this directory instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crds { out } => print_crds(out),
+    }
+}
+
+fn print_crds(out: Option<PathBuf>) -> anyhow::Result<()> {
+    let crds = crdgen::all();
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            for crd in &crds {
+                let path = dir.join(crdgen::file_name(crd));
+                std::fs::write(&path, crdgen::to_yaml(crd)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        None => {
+            let docs = crds
+                .iter()
+                .map(crdgen::to_yaml)
+                .collect::<Result<Vec<_>, _>>()?;
+            print!("{}", docs.join("---\n"));
+        }
+    }
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! in-memory API server. One test binary (modules below) keeps link time down.
 
 mod conformance;
+mod corpus;
 mod crud;
 mod faults;
 mod finalizer;

@@ -20,13 +20,14 @@ fn kubectl_path() -> PathBuf {
     p
 }
 
-struct Kubectl {
-    server: TestApiServer,
+pub struct Kubectl {
+    pub server: TestApiServer,
     dir: tempfile::TempDir,
 }
 
 impl Kubectl {
-    async fn new() -> Self {
+    /// kubectl against a server with the test CRDs (Widget, Gizmo).
+    pub async fn new() -> Self {
         kubectl_path();
         Self {
             server: server().await,
@@ -34,8 +35,17 @@ impl Kubectl {
         }
     }
 
+    /// kubectl against a server with no CRDs.
+    pub async fn empty() -> Self {
+        kubectl_path();
+        Self {
+            server: TestApiServer::start().await.unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     /// Runs kubectl on a blocking thread (the server runs on this test's runtime).
-    async fn run(&self, args: &[&str]) -> Output {
+    pub async fn run(&self, args: &[&str]) -> Output {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let kubeconfig = self.server.kubeconfig_path();
         let cache = self.dir.path().join("cache");
@@ -53,7 +63,7 @@ impl Kubectl {
     }
 
     /// Runs kubectl and expects success; returns stdout.
-    async fn ok(&self, args: &[&str]) -> String {
+    pub async fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args).await;
         let (stdout, stderr) = (
             String::from_utf8_lossy(&out.stdout),
@@ -67,7 +77,7 @@ impl Kubectl {
     }
 
     /// Runs kubectl and expects failure; returns stderr.
-    async fn fails(&self, args: &[&str]) -> String {
+    pub async fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args).await;
         assert!(
             !out.status.success(),
@@ -77,7 +87,7 @@ impl Kubectl {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    fn file(&self, name: &str, text: &str) -> String {
+    pub fn file(&self, name: &str, text: &str) -> String {
         let p = self.dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         p.to_string_lossy().into_owned()

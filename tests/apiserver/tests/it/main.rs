@@ -7,6 +7,7 @@ mod crud;
 mod faults;
 mod finalizer;
 mod kubectl;
+mod kubectl_lmi;
 mod ssa;
 mod support;
 mod watcher;

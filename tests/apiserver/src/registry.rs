@@ -93,8 +93,7 @@ impl ResourceType {
 }
 
 fn builtin(
-    group: &str,
-    version: &str,
+    (group, version): (&str, &str),
     plural: &str,
     kind: &str,
     namespaced: bool,
@@ -122,8 +121,7 @@ pub fn builtins() -> Vec<ResourceType> {
     use Builtin::*;
     vec![
         builtin(
-            "",
-            "v1",
+            ("", "v1"),
             "namespaces",
             "Namespace",
             false,
@@ -131,11 +129,10 @@ pub fn builtins() -> Vec<ResourceType> {
             true,
             Namespace,
         ),
-        builtin("", "v1", "events", "Event", true, &["ev"], false, Event),
-        builtin("", "v1", "secrets", "Secret", true, &[], false, Secret),
+        builtin(("", "v1"), "events", "Event", true, &["ev"], false, Event),
+        builtin(("", "v1"), "secrets", "Secret", true, &[], false, Secret),
         builtin(
-            "",
-            "v1",
+            ("", "v1"),
             "configmaps",
             "ConfigMap",
             true,
@@ -144,8 +141,7 @@ pub fn builtins() -> Vec<ResourceType> {
             ConfigMap,
         ),
         builtin(
-            "",
-            "v1",
+            ("", "v1"),
             "serviceaccounts",
             "ServiceAccount",
             true,
@@ -154,8 +150,7 @@ pub fn builtins() -> Vec<ResourceType> {
             ServiceAccount,
         ),
         builtin(
-            "events.k8s.io",
-            "v1",
+            ("events.k8s.io", "v1"),
             "events",
             "Event",
             true,
@@ -164,8 +159,7 @@ pub fn builtins() -> Vec<ResourceType> {
             EventsV1,
         ),
         builtin(
-            "coordination.k8s.io",
-            "v1",
+            ("coordination.k8s.io", "v1"),
             "leases",
             "Lease",
             true,
@@ -174,8 +168,7 @@ pub fn builtins() -> Vec<ResourceType> {
             Lease,
         ),
         builtin(
-            "apiextensions.k8s.io",
-            "v1",
+            ("apiextensions.k8s.io", "v1"),
             "customresourcedefinitions",
             "CustomResourceDefinition",
             false,

@@ -26,18 +26,10 @@ pub enum Mode {
     namespaced,
     status = "WidgetStatus",
     shortname = "wdg",
-    printcolumn(name = "Zone", type_ = "string", json_path = ".spec.zone"),
-    printcolumn(name = "Size", type_ = "integer", json_path = ".spec.size"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
+    printcolumn = r#"{"name": "Zone", "type": "string", "jsonPath": ".spec.zone"}"#,
+    printcolumn = r#"{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
     selectable = "spec.zone"
 )]
 #[x_kube(validation = Rule::new("self.size <= 5 || (has(self.mode) && self.mode == 'Manual')").message("sizes above 5 need mode Manual"))]

@@ -73,8 +73,7 @@ async fn run_watcher_across_disruption(
         seen.push(ev);
     }
     assert!(
-        seen.contains(&("apply".into(), "a".into(), 5))
-            || seen.contains(&("init".into(), "a".into(), 5)),
+        seen.contains(&("apply", "a".into(), 5)) || seen.contains(&("init", "a".into(), 5)),
         "{seen:?}"
     );
     assert!(seen.iter().any(|e| e.1 == "b"), "{seen:?}");

@@ -382,3 +382,30 @@ async fn deleting_a_crd_stops_serving_its_resource() {
     assert_eq!(err.code, 404);
     assert!(s.objects("test.lmi.dev", "widgets").is_empty());
 }
+
+#[tokio::test]
+async fn leases_support_optimistic_concurrency_for_leader_election() {
+    let s = server().await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(s.client(), "kube-system");
+    let lease = serde_json::from_value(json!({"metadata": {"name": "lmi-operator"},
+        "spec": {"holderIdentity": "pod-a", "leaseDurationSeconds": 15, "renewTime": "2026-01-01T00:00:00.000000Z"}}))
+    .unwrap();
+    let created = leases.create(&PostParams::default(), &lease).await.unwrap();
+    let mut mine = created.clone();
+    mine.spec.as_mut().unwrap().holder_identity = Some("pod-b".into());
+    leases
+        .replace("lmi-operator", &PostParams::default(), &mine)
+        .await
+        .unwrap();
+    let mut theirs = created;
+    theirs.spec.as_mut().unwrap().holder_identity = Some("pod-c".into());
+    let err = status_of(
+        leases
+            .replace("lmi-operator", &PostParams::default(), &theirs)
+            .await,
+    );
+    assert_eq!(err.code, 409);
+    let got = leases.get("lmi-operator").await.unwrap();
+    assert_eq!(got.spec.unwrap().holder_identity.as_deref(), Some("pod-b"));
+}

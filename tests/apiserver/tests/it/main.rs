@@ -5,6 +5,7 @@
 // failed assertion with a backtrace.
 #![allow(clippy::unwrap_used)]
 
+mod binary;
 mod conformance;
 mod corpus;
 mod crud;

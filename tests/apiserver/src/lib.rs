@@ -28,6 +28,7 @@ mod ssa;
 mod state;
 mod status;
 mod store;
+mod strategy;
 mod table;
 mod util;
 mod watch;

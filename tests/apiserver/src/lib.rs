@@ -10,6 +10,7 @@
 mod admission;
 mod deletes;
 mod discovery;
+mod events;
 mod faults;
 mod fieldset;
 mod kubeconfig;

@@ -12,7 +12,8 @@ use crate::status::{ApiError, ApiResult};
 use crate::writes::key;
 
 /// The object as the requested version presents it.
-pub fn present(rt: &ResourceType, mut obj: Value) -> Value {
+pub fn present(rt: &ResourceType, obj: Value) -> Value {
+    let mut obj = crate::events::from_storage(rt, obj);
     obj["apiVersion"] = json!(rt.api_version());
     obj["kind"] = json!(rt.kind);
     obj
@@ -187,19 +188,28 @@ pub fn list(
         None => None,
     };
     let mut matched = store
-        .list(&rt.group, &rt.plural, namespace.filter(|_| rt.namespaced))
+        .list(
+            rt.storage().0,
+            rt.storage().1,
+            namespace.filter(|_| rt.namespaced),
+        )
         .into_iter()
         .filter(|(k, _)| {
             start_after
                 .as_ref()
                 .is_none_or(|s| format!("{}/{}", k.namespace, k.name) > *s)
         })
-        .filter(|(_, v)| filter.matches(v))
-        .map(|(k, v)| (format!("{}/{}", k.namespace, k.name), v.clone()));
+        .map(|(k, v)| {
+            (
+                format!("{}/{}", k.namespace, k.name),
+                present(rt, v.clone()),
+            )
+        })
+        .filter(|(_, v)| filter.matches(v));
     let mut items = Vec::new();
     let mut last = String::new();
     for (pos, obj) in matched.by_ref() {
-        items.push(present(rt, obj));
+        items.push(obj);
         last = pos;
         if limit.is_some_and(|l| items.len() >= l) {
             break;

@@ -59,6 +59,15 @@ impl ResourceType {
             format!("{}/{}", self.group, self.version)
         }
     }
+    /// Group and resource under which objects are stored (events.k8s.io/v1 events share the
+    /// core/v1 storage).
+    pub fn storage(&self) -> (&str, &str) {
+        if self.builtin() == Some(Builtin::EventsV1) {
+            ("", "events")
+        } else {
+            (&self.group, &self.plural)
+        }
+    }
     pub fn is_custom(&self) -> bool {
         matches!(self.source, Source::Custom(_))
     }

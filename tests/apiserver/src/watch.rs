@@ -109,7 +109,7 @@ impl Encoder {
 
 /// What an event means for this watch (label/field-selector transitions included).
 fn translate(p: &WatchParams, rt: &ResourceType, c: &Change) -> Option<(&'static str, Value)> {
-    if c.key.group != rt.group || c.key.resource != rt.plural {
+    if (c.key.group.as_str(), c.key.resource.as_str()) != rt.storage() {
         return None;
     }
     if p.namespace
@@ -118,8 +118,11 @@ fn translate(p: &WatchParams, rt: &ResourceType, c: &Change) -> Option<(&'static
     {
         return None;
     }
-    let now = p.filter.matches(&c.object);
-    let before = c.previous.as_ref().is_some_and(|o| p.filter.matches(o));
+    let now = p.filter.matches(&present(rt, c.object.clone()));
+    let before = c
+        .previous
+        .as_ref()
+        .is_some_and(|o| p.filter.matches(&present(rt, o.clone())));
     match c.kind {
         EventType::Added if now => Some(("ADDED", c.object.clone())),
         EventType::Modified if now && before => Some(("MODIFIED", c.object.clone())),

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::admission::{self, FieldValidation};
+use crate::events::{from_storage, to_storage};
 use crate::fieldset;
 use crate::meta;
 use crate::patch::{self, PatchKind};
@@ -32,9 +33,10 @@ pub struct Written {
 }
 
 pub fn key(rt: &ResourceType, namespace: &str, name: &str) -> ObjKey {
+    let (group, resource) = rt.storage();
     ObjKey::new(
-        &rt.group,
-        &rt.plural,
+        group,
+        resource,
         if rt.namespaced { namespace } else { "" },
         name,
     )
@@ -174,7 +176,7 @@ fn create_locked(
             warnings,
         });
     }
-    let change = shared.put(store, k, obj);
+    let change = shared.put(store, k, to_storage(rt, obj));
     Ok(Written {
         code: 201,
         object: change.object.clone(),
@@ -280,7 +282,7 @@ fn commit(
         });
     }
     if deleting && no_finalizers {
-        shared.put(store, k.clone(), new);
+        shared.put(store, k.clone(), to_storage(rt, new));
         let change = shared
             .remove(store, k)
             .ok_or_else(|| ApiError::internal("object vanished during update"))?;
@@ -291,7 +293,7 @@ fn commit(
             warnings,
         });
     }
-    let change = shared.put(store, k.clone(), new);
+    let change = shared.put(store, k.clone(), to_storage(rt, new));
     Ok(Written {
         code: 200,
         object: change.object.clone(),
@@ -321,6 +323,7 @@ pub fn update(
     let old = store
         .get(&k)
         .cloned()
+        .map(|o| from_storage(rt, o))
         .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
     match body["metadata"]["resourceVersion"].as_str() {
         Some(rv)
@@ -377,7 +380,7 @@ pub fn patch(
 ) -> ApiResult<Written> {
     let mut store = shared.lock();
     let k = key(rt, namespace, name);
-    let existing = store.get(&k).cloned();
+    let existing = store.get(&k).cloned().map(|o| from_storage(rt, o));
     if kind == PatchKind::Apply {
         let config: Value = serde_saphyr::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;

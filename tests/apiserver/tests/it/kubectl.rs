@@ -155,10 +155,61 @@ async fn kubectl_applies_crds_and_resources_and_reads_them_back() {
     );
     assert!(k.ok(&["get", "gz"]).await.contains("g1"));
 
+    // describe finds events about the object through the involvedObject field selector, both
+    // core/v1 ones and those kube's Recorder publishes as events.k8s.io/v1 (one storage).
+    let w1 = widgets(&k.server, "default").get("w1").await.unwrap();
+    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::default_namespaced(k.server.client());
+    let event = serde_json::json!({"metadata": {"name": "w1.1"}, "type": "Normal", "reason": "Provisioned",
+        "message": "widget is up", "lastTimestamp": "2026-01-01T00:00:00Z",
+        "involvedObject": {"apiVersion": "test.lmi.dev/v1", "kind": "Widget", "name": "w1", "namespace": "default",
+            "uid": w1.metadata.uid}});
+    events
+        .create(&Default::default(), &serde_json::from_value(event).unwrap())
+        .await
+        .unwrap();
+    let recorder = kube::runtime::events::Recorder::new(
+        k.server.client(),
+        kube::runtime::events::Reporter {
+            controller: "lmi-operator".into(),
+            instance: None,
+        },
+    );
+    let reference = kube::Resource::object_ref(&w1, &());
+    let ev = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Warning,
+        reason: "DriftDetected".into(),
+        note: Some("scaling changed behind Git's back".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &reference).await.unwrap();
+    recorder.publish(&ev, &reference).await.unwrap();
     let described = k.ok(&["describe", "widget", "w1"]).await;
     assert!(
-        described.contains("Zone:") && described.contains("eu-1a") && described.contains("Events:"),
+        described.contains("Zone:") && described.contains("eu-1a"),
         "{described}"
+    );
+    assert!(
+        described.contains("Provisioned") && described.contains("widget is up"),
+        "{described}"
+    );
+    assert!(
+        described.contains("DriftDetected")
+            && described.contains("scaling changed behind Git's back"),
+        "{described}"
+    );
+    let listed = k
+        .ok(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+        .await;
+    assert!(
+        listed.contains("Provisioned") && listed.contains("DriftDetected"),
+        "{listed}"
     );
 
     assert!(

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
+use std::future::Future;
 
 use crate::api::CapacityProvider;
 use crate::controller::{Config, Context, Error, capacity_provider};
@@ -99,17 +100,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .load()
         .await;
     let metrics = Arc::new(Metrics::default());
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        sdk_config,
-        args.config(),
-        metrics,
-    ));
+    let ctx = Arc::new(Context::new(client, sdk_config, args.config(), metrics));
     tracing::info!(cluster = %args.cluster_name, region = %ctx.aws.region, "starting controllers");
+    controllers(ctx, shutdown_signal()).await;
+    tracing::info!("controllers stopped");
+    Ok(())
+}
 
-    let providers: Api<DeserializeGuard<CapacityProvider>> = Api::all(client.clone());
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Runs every controller until `shutdown` resolves, then lets in-flight reconciles finish.
+pub async fn controllers(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let shutdown = shutdown.boxed().shared();
+    let providers: Api<DeserializeGuard<CapacityProvider>> = Api::all(ctx.client.clone());
     Controller::new(providers, watcher::Config::default().any_semantic())
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_provider, provider_error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -118,8 +144,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         })
         .await;
-    tracing::info!("controllers stopped");
-    Ok(())
 }
 
 async fn reconcile_provider(

@@ -300,14 +300,22 @@ def paginate(items: list[Any], marker: str | None, page_size: int, key) -> tuple
     start = 0
     if marker is not None:
         try:
-            after = base64.urlsafe_b64decode(marker.encode()).decode()
+            decoded = base64.b64decode(marker.encode(), altchars=b"-_", validate=True).decode()
         except (ValueError, UnicodeDecodeError):
-            raise invalid_parameter(f"Invalid marker: {marker}") from None
+            decoded = ""
+        if not decoded.startswith(_MARKER_PREFIX):
+            raise invalid_parameter(f"Invalid marker: {marker}")
+        after = decoded[len(_MARKER_PREFIX) :]
         start = next((i for i, item in enumerate(items) if key(item) > after), len(items))
     page = items[start : start + page_size]
     more = start + page_size < len(items)
-    next_marker = base64.urlsafe_b64encode(key(page[-1]).encode()).decode() if more else None
+    next_marker = None
+    if more:
+        next_marker = base64.urlsafe_b64encode((_MARKER_PREFIX + key(page[-1])).encode()).decode()
     return page, next_marker
+
+
+_MARKER_PREFIX = "lmi-marker:"
 
 
 OPERATIONS = {

@@ -36,17 +36,17 @@ def now() -> float:
 
 @dataclass
 class Settling:
-    """A state that reads ``pending`` until the delay has passed since ``since``, then
-    ``settled``; a forced state wins over both."""
+    """A state that reads ``pending`` until ``ready_at`` (the delay in force when it started),
+    then ``settled``; a forced state wins over both."""
 
     pending: str
     settled: str
-    since: float
+    ready_at: float
     forced: str | None = None
 
     @classmethod
     def start(cls, pending: str, settled: str) -> Settling:
-        return cls(pending, settled, now())
+        return cls(pending, settled, now() + _delay_seconds)
 
     def current(self) -> str:
         if self.forced is not None:
@@ -54,7 +54,8 @@ class Settling:
         return self.settled if self.has_settled() else self.pending
 
     def has_settled(self) -> bool:
-        return now() - self.since >= _delay_seconds
+        return now() >= self.ready_at
 
     def restart(self, pending: str, settled: str) -> None:
-        self.pending, self.settled, self.since, self.forced = pending, settled, now(), None
+        self.pending, self.settled = pending, settled
+        self.ready_at, self.forced = now() + _delay_seconds, None

@@ -1,0 +1,32 @@
+//! `aws_config::SdkConfig` for a local endpoint: fixed test credentials and region, no reading
+//! of the environment or profile files, so a developer's real AWS settings never leak in.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_lambda::config::{Credentials, SharedCredentialsProvider};
+
+/// moto's default account (every request with any access key lands there).
+pub const ACCOUNT_ID: &str = "123456789012";
+/// The region the emulator clients use.
+pub const REGION: &str = "us-east-1";
+
+/// An SDK configuration that sends every service to `endpoint` with test credentials, the
+/// [`REGION`] and the latest behaviour version (standard retries: 3 attempts).
+pub fn sdk_config(endpoint: &str) -> SdkConfig {
+    let credentials = Credentials::new("testing", "testing", None, None, "lmi-test-support");
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::from_static(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .build()
+}
+
+/// A Lambda client for `config`.
+pub fn lambda_client(config: &SdkConfig) -> aws_sdk_lambda::Client {
+    aws_sdk_lambda::Client::new(config)
+}
+
+/// An EC2 client for `config`.
+pub fn ec2_client(config: &SdkConfig) -> aws_sdk_ec2::Client {
+    aws_sdk_ec2::Client::new(config)
+}

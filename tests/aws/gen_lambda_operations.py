@@ -28,6 +28,7 @@ def render() -> str:
         "",
         "/// `(method, request URI template, operation name)`; `{Label}` matches one path segment,",
         "/// `{Label+}` the rest of the path, a `?key=value` suffix a query parameter.",
+        "#[rustfmt::skip]",
         "pub(crate) const LAMBDA_OPERATIONS: &[(&str, &str, &str)] = &[",
     ]
     lines += [f'    ("{method}", "{uri}", "{name}"),' for uri, method, name in rows]

@@ -71,7 +71,10 @@ def control(endpoint):
             return json.loads(response.read())
 
     yield post
-    post("config", {"StateDelaySeconds": 0, "MaxCapacityProviders": 1000})
+    post(
+        "config",
+        {"StateDelaySeconds": 0, "MaxCapacityProviders": 1000, "MaxVersionsPerCapacityProvider": 1000},
+    )
 
 
 @pytest.fixture
@@ -307,15 +310,15 @@ def test_update_changes_only_scaling_tag_propagation_and_telemetry(lam, network)
 
 
 def test_delete_goes_through_deleting_and_then_the_provider_is_gone(lam, network, control):
-    control("config", {"StateDelaySeconds": 0.5})
+    control("config", {"StateDelaySeconds": 2})
     provider = create_provider(lam, network)
     name = provider["CapacityProviderArn"].rsplit(":", 1)[-1]
-    time.sleep(0.6)
+    time.sleep(2.1)
     assert lam.delete_capacity_provider(CapacityProviderName=name)["CapacityProvider"]["State"] == "Deleting"
     assert lam.get_capacity_provider(CapacityProviderName=name)["CapacityProvider"]["State"] == "Deleting"
     with pytest.raises(lam.exceptions.ResourceConflictException):
         lam.update_capacity_provider(CapacityProviderName=name, PropagateTags={"Mode": "None"})
-    time.sleep(0.6)
+    time.sleep(2.1)
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.get_capacity_provider(CapacityProviderName=name)
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
@@ -488,11 +491,8 @@ def test_versions_per_provider_limit(lam, network, function_role, control):
     arn = create_provider(lam, network)["CapacityProviderArn"]
     name = create_function(lam, function_role, arn)["FunctionName"]
     control("config", {"MaxVersionsPerCapacityProvider": 1})
-    try:
-        with pytest.raises(lam.exceptions.FunctionVersionsPerCapacityProviderLimitExceededException):
-            lam.publish_version(FunctionName=name)
-    finally:
-        control("config", {"MaxVersionsPerCapacityProvider": 1000})
+    with pytest.raises(lam.exceptions.FunctionVersionsPerCapacityProviderLimitExceededException):
+        lam.publish_version(FunctionName=name)
 
 
 def test_function_scaling_config_requested_and_applied(lam, network, function_role, control):

@@ -137,6 +137,11 @@ impl AwsEmulator {
         sdk::sdk_config(&self.endpoint)
     }
 
+    /// Environment variables pointing a child process's AWS SDK at the emulator.
+    pub fn client_env(&self) -> Vec<(&'static str, String)> {
+        sdk::client_env(&self.endpoint)
+    }
+
     /// A Lambda client for the emulator.
     pub fn lambda(&self) -> aws_sdk_lambda::Client {
         sdk::lambda_client(&self.sdk_config())

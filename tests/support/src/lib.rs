@@ -19,4 +19,4 @@ pub use emulator::{AwsEmulator, EmulatorOptions, script_path};
 pub use error::SupportError;
 pub use network::{Egress, FixtureSubnet, Network, NetworkBuilder};
 pub use proxy::{Fault, FaultPlan, FaultProxy, OperationRecord, Outcome};
-pub use sdk::{ACCOUNT_ID, REGION, ec2_client, lambda_client, sdk_config};
+pub use sdk::{ACCOUNT_ID, REGION, client_env, ec2_client, lambda_client, sdk_config};

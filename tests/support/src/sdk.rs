@@ -21,6 +21,21 @@ pub fn sdk_config(endpoint: &str) -> SdkConfig {
         .build()
 }
 
+/// The environment a separately started process (e.g. the operator binary in an end-to-end
+/// test) needs to reach `endpoint` with the default AWS credential chain: test keys, the
+/// [`REGION`], `AWS_ENDPOINT_URL`, and no instance-metadata lookups.
+pub fn client_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_REGION", REGION.to_owned()),
+        // Older SDKs and boto3 read only this one.
+        ("AWS_DEFAULT_REGION", REGION.to_owned()),
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ]
+}
+
 /// A Lambda client for `config`.
 pub fn lambda_client(config: &SdkConfig) -> aws_sdk_lambda::Client {
     aws_sdk_lambda::Client::new(config)

@@ -65,3 +65,47 @@ async fn a_start_that_times_out_says_so() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_child_process_reaches_the_emulator_through_client_env() {
+    let aws = AwsEmulator::start().await.unwrap();
+    let name = crate::common::unique("from-env");
+    aws.ec2()
+        .create_vpc()
+        .cidr_block("10.3.0.0/16")
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Vpc)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("Name")
+                        .value(&name)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Another process with nothing but the environment (boto3's default chain, as the operator
+    // binary would use the Rust SDK's) finds what this one created.
+    let python = lmi_test_support::script_path()
+        .parent()
+        .unwrap()
+        .join("../.venv-aws/bin/python");
+    let script = "import boto3; vpcs = boto3.client('ec2').describe_vpcs()['Vpcs']; \
+                  print([t['Value'] for v in vpcs for t in v.get('Tags', [])])";
+    let output = tokio::process::Command::new(python)
+        .args(["-c", script])
+        .env_clear()
+        .envs(aws.client_env())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&name));
+}

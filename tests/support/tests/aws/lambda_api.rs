@@ -133,7 +133,7 @@ async fn defaults_fill_architecture_and_scaling_mode() {
 #[tokio::test]
 async fn a_provider_is_pending_until_the_state_delay_has_passed() {
     let aws = AwsEmulator::start_with(EmulatorOptions {
-        state_delay: Duration::from_millis(800),
+        state_delay: Duration::from_secs(2),
         ..EmulatorOptions::default()
     })
     .await
@@ -156,7 +156,7 @@ async fn a_provider_is_pending_until_the_state_delay_has_passed() {
         .unwrap();
     assert_eq!(pending.capacity_providers().len(), 1);
 
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let got = lambda
         .get_capacity_provider()
         .capacity_provider_name(&name)
@@ -523,7 +523,7 @@ async fn update_changes_scaling_tag_propagation_and_telemetry_only() {
 #[tokio::test]
 async fn delete_goes_through_deleting_then_the_provider_is_gone() {
     let aws = AwsEmulator::start_with(EmulatorOptions {
-        state_delay: Duration::from_millis(500),
+        state_delay: Duration::from_secs(2),
         ..EmulatorOptions::default()
     })
     .await
@@ -535,7 +535,7 @@ async fn delete_goes_through_deleting_then_the_provider_is_gone() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
 
     let deleted = lambda
         .delete_capacity_provider()
@@ -560,7 +560,7 @@ async fn delete_goes_through_deleting_then_the_provider_is_gone() {
         ),
         "{update:?}"
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let gone = lambda
         .get_capacity_provider()
         .capacity_provider_name(&name)

@@ -1,7 +1,8 @@
 """Writes the Lambda operation table the fault proxy uses to name requests (method + request URI
 → operation), from the pinned botocore model, so the names are the model's own.
 
-    .venv-aws/bin/python tests/aws/gen_lambda_operations.py > tests/support/src/proxy/lambda_operations.rs
+    .venv-aws/bin/python tests/aws/gen_lambda_operations.py \
+        > tests/support/src/proxy/lambda_operations.rs
 
 test_generated.py fails when the committed table differs from what this prints.
 """

@@ -73,7 +73,11 @@ def control(endpoint):
     yield post
     post(
         "config",
-        {"StateDelaySeconds": 0, "MaxCapacityProviders": 1000, "MaxVersionsPerCapacityProvider": 1000},
+        {
+            "StateDelaySeconds": 0,
+            "MaxCapacityProviders": 1000,
+            "MaxVersionsPerCapacityProvider": 1000,
+        },
     )
 
 
@@ -150,12 +154,18 @@ def test_create_returns_the_provider_with_defaults_and_every_member_given(lam, n
     provider = create_provider(
         lam,
         network,
-        InstanceRequirements={"Architectures": ["arm64"], "AllowedInstanceTypes": ["m8g.*", "c7g.large"]},
+        InstanceRequirements={
+            "Architectures": ["arm64"],
+            "AllowedInstanceTypes": ["m8g.*", "c7g.large"],
+        },
         CapacityProviderScalingConfig={
             "MaxVCpuCount": 64,
             "ScalingMode": "Manual",
             "ScalingPolicies": [
-                {"PredefinedMetricType": "LambdaCapacityProviderAverageCPUUtilization", "TargetValue": 60.0}
+                {
+                    "PredefinedMetricType": "LambdaCapacityProviderAverageCPUUtilization",
+                    "TargetValue": 60.0,
+                }
             ],
         },
         KmsKeyArn=f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234",
@@ -183,13 +193,21 @@ def test_provider_is_pending_until_the_configured_delay_has_passed(lam, network,
     assert provider["State"] == "Pending"
     name = provider["CapacityProviderArn"].rsplit(":", 1)[-1]
     time.sleep(1.1)
-    assert lam.get_capacity_provider(CapacityProviderName=name)["CapacityProvider"]["State"] == "Active"
+    assert (
+        lam.get_capacity_provider(CapacityProviderName=name)["CapacityProvider"]["State"]
+        == "Active"
+    )
 
 
 def test_get_accepts_name_or_arn_and_unknown_is_not_found(lam, network):
     provider = create_provider(lam, network)
     arn = provider["CapacityProviderArn"]
-    assert lam.get_capacity_provider(CapacityProviderName=arn)["CapacityProvider"]["CapacityProviderArn"] == arn
+    assert (
+        lam.get_capacity_provider(CapacityProviderName=arn)["CapacityProvider"][
+            "CapacityProviderArn"
+        ]
+        == arn
+    )
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.get_capacity_provider(CapacityProviderName="does-not-exist")
 
@@ -232,11 +250,18 @@ def test_model_constraints_are_validated_by_the_server(raw_lambda, network):
 def test_instance_types_must_exist_and_match_the_architecture(lam, network):
     with pytest.raises(lam.exceptions.InvalidParameterValueException, match="architecture"):
         create_provider(
-            lam, network, InstanceRequirements={"Architectures": ["x86_64"], "AllowedInstanceTypes": ["m8g.large"]}
+            lam,
+            network,
+            InstanceRequirements={
+                "Architectures": ["x86_64"],
+                "AllowedInstanceTypes": ["m8g.large"],
+            },
         )
     with pytest.raises(lam.exceptions.InvalidParameterValueException, match="not a valid"):
         create_provider(
-            lam, network, InstanceRequirements={"Architectures": ["arm64"], "ExcludedInstanceTypes": ["zz9.*"]}
+            lam,
+            network,
+            InstanceRequirements={"Architectures": ["arm64"], "ExcludedInstanceTypes": ["zz9.*"]},
         )
     with pytest.raises(lam.exceptions.InvalidParameterValueException, match="together"):
         create_provider(
@@ -301,9 +326,14 @@ def test_update_changes_only_scaling_tag_propagation_and_telemetry(lam, network)
     for fixed in ("VpcConfig", "PermissionsConfig", "InstanceRequirements", "CapacityProviderArn"):
         assert updated[fixed] == provider[fixed]
     # The model gives UpdateCapacityProvider no member for anything else.
-    members = set(lam.meta.service_model.operation_model("UpdateCapacityProvider").input_shape.members)
+    members = set(
+        lam.meta.service_model.operation_model("UpdateCapacityProvider").input_shape.members
+    )
     assert members == {
-        "CapacityProviderName", "CapacityProviderScalingConfig", "PropagateTags", "TelemetryConfig"
+        "CapacityProviderName",
+        "CapacityProviderScalingConfig",
+        "PropagateTags",
+        "TelemetryConfig",
     }
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.update_capacity_provider(CapacityProviderName="does-not-exist")
@@ -314,8 +344,14 @@ def test_delete_goes_through_deleting_and_then_the_provider_is_gone(lam, network
     provider = create_provider(lam, network)
     name = provider["CapacityProviderArn"].rsplit(":", 1)[-1]
     time.sleep(2.1)
-    assert lam.delete_capacity_provider(CapacityProviderName=name)["CapacityProvider"]["State"] == "Deleting"
-    assert lam.get_capacity_provider(CapacityProviderName=name)["CapacityProvider"]["State"] == "Deleting"
+    assert (
+        lam.delete_capacity_provider(CapacityProviderName=name)["CapacityProvider"]["State"]
+        == "Deleting"
+    )
+    assert (
+        lam.get_capacity_provider(CapacityProviderName=name)["CapacityProvider"]["State"]
+        == "Deleting"
+    )
     with pytest.raises(lam.exceptions.ResourceConflictException):
         lam.update_capacity_provider(CapacityProviderName=name, PropagateTags={"Mode": "None"})
     time.sleep(2.1)
@@ -356,7 +392,10 @@ def test_function_keeps_its_capacity_provider_config(lam, network, function_role
         "PerExecutionEnvironmentMaxConcurrency": 32,
         "ExecutionEnvironmentMemoryGiBPerVCpu": 4.0,
     }
-    assert lam.get_function(FunctionName=name)["Configuration"]["CapacityProviderConfig"] == created["CapacityProviderConfig"]
+    assert (
+        lam.get_function(FunctionName=name)["Configuration"]["CapacityProviderConfig"]
+        == created["CapacityProviderConfig"]
+    )
 
     updated = lam.update_function_configuration(
         FunctionName=name,
@@ -371,7 +410,9 @@ def test_function_keeps_its_capacity_provider_config(lam, network, function_role
     inner = lam.get_function_configuration(FunctionName=name)["CapacityProviderConfig"][
         "LambdaManagedInstancesCapacityProviderConfig"
     ]
-    assert updated["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"] == inner
+    assert (
+        updated["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"] == inner
+    )
     assert inner["PerExecutionEnvironmentMaxConcurrency"] == 64
 
 
@@ -414,7 +455,9 @@ def test_function_cannot_move_to_another_provider(lam, network, function_role):
     with pytest.raises(lam.exceptions.InvalidParameterValueException, match="cannot be changed"):
         lam.update_function_configuration(
             FunctionName=name,
-            CapacityProviderConfig={"LambdaManagedInstancesCapacityProviderConfig": {"CapacityProviderArn": second}},
+            CapacityProviderConfig={
+                "LambdaManagedInstancesCapacityProviderConfig": {"CapacityProviderArn": second}
+            },
         )
 
 
@@ -433,7 +476,12 @@ def test_published_versions_are_pending_then_active_and_listed_by_provider(
     control("config", {"StateDelaySeconds": 0.5})
     version = lam.publish_version(FunctionName=name)
     assert (version["Version"], version["State"]) == ("1", "Pending")
-    assert version["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"]["CapacityProviderArn"] == provider["CapacityProviderArn"]
+    assert (
+        version["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"][
+            "CapacityProviderArn"
+        ]
+        == provider["CapacityProviderArn"]
+    )
     # Unchanged code and configuration publish nothing new.
     assert lam.publish_version(FunctionName=name)["Version"] == "1"
     time.sleep(0.6)
@@ -460,17 +508,18 @@ def test_publish_to_latest_published_replaces_that_version(lam, network, functio
     again = lam.publish_version(FunctionName=name, PublishTo="LATEST_PUBLISHED")
     assert again["Version"] == "$LATEST.PUBLISHED"
     assert again["MemorySize"] == 4096
-    published = [
-        v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]
-    ]
+    published = [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]]
     assert published.count("$LATEST.PUBLISHED") == 1
     assert lam.publish_version(FunctionName=name)["Version"] == "1"
 
 
 def test_publish_to_needs_a_capacity_provider(lam, function_role):
     name = lam.create_function(
-        FunctionName=unique("plain"), Role=function_role, Runtime="provided.al2023",
-        Handler="bootstrap", Code={"ZipFile": b"zip"},
+        FunctionName=unique("plain"),
+        Role=function_role,
+        Runtime="provided.al2023",
+        Handler="bootstrap",
+        Code={"ZipFile": b"zip"},
     )["FunctionName"]
     with pytest.raises(lam.exceptions.InvalidParameterValueException):
         lam.publish_version(FunctionName=name, PublishTo="LATEST_PUBLISHED")
@@ -484,7 +533,10 @@ def test_provider_with_function_versions_cannot_be_deleted(lam, network, functio
     with pytest.raises(lam.exceptions.ResourceConflictException, match=f"function:{fn}:1"):
         lam.delete_capacity_provider(CapacityProviderName=name)
     lam.delete_function(FunctionName=fn)
-    assert lam.delete_capacity_provider(CapacityProviderName=name)["CapacityProvider"]["State"] == "Deleting"
+    assert (
+        lam.delete_capacity_provider(CapacityProviderName=name)["CapacityProvider"]["State"]
+        == "Deleting"
+    )
 
 
 def test_versions_per_provider_limit(lam, network, function_role, control):
@@ -516,8 +568,14 @@ def test_function_scaling_config_requested_and_applied(lam, network, function_ro
     )
     got = lam.get_function_scaling_config(FunctionName=name, Qualifier="1")
     assert got["FunctionArn"].endswith(f"function:{name}:1")
-    assert got["RequestedFunctionScalingConfig"] == {"MinExecutionEnvironments": 5, "MaxExecutionEnvironments": 50}
-    assert got["AppliedFunctionScalingConfig"] == {"MinExecutionEnvironments": 3, "MaxExecutionEnvironments": 30}
+    assert got["RequestedFunctionScalingConfig"] == {
+        "MinExecutionEnvironments": 5,
+        "MaxExecutionEnvironments": 50,
+    }
+    assert got["AppliedFunctionScalingConfig"] == {
+        "MinExecutionEnvironments": 3,
+        "MaxExecutionEnvironments": 30,
+    }
 
 
 def test_function_scaling_config_errors(lam, raw_lambda, network, function_role):
@@ -526,7 +584,8 @@ def test_function_scaling_config_errors(lam, raw_lambda, network, function_role)
     lam.publish_version(FunctionName=name)
     with pytest.raises(lam.exceptions.InvalidParameterValueException, match="greater"):
         lam.put_function_scaling_config(
-            FunctionName=name, Qualifier="1",
+            FunctionName=name,
+            Qualifier="1",
             FunctionScalingConfig={"MinExecutionEnvironments": 9, "MaxExecutionEnvironments": 2},
         )
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
@@ -535,13 +594,18 @@ def test_function_scaling_config_errors(lam, raw_lambda, network, function_role)
         lam.get_function_scaling_config(FunctionName="does-not-exist", Qualifier="1")
     with pytest.raises(raw_lambda.exceptions.ClientError) as excinfo:
         raw_lambda.put_function_scaling_config(
-            FunctionName=name, Qualifier="$LATEST",
+            FunctionName=name,
+            Qualifier="$LATEST",
             FunctionScalingConfig={"MaxExecutionEnvironments": 15001},
         )
     assert error_code(excinfo) == "ValidationException"
     plain = lam.create_function(
-        FunctionName=unique("plain"), Role=function_role, Runtime="provided.al2023",
-        Handler="bootstrap", Code={"ZipFile": b"zip"}, Publish=True,
+        FunctionName=unique("plain"),
+        Role=function_role,
+        Runtime="provided.al2023",
+        Handler="bootstrap",
+        Code={"ZipFile": b"zip"},
+        Publish=True,
     )["FunctionName"]
     with pytest.raises(lam.exceptions.InvalidParameterValueException):
         lam.get_function_scaling_config(FunctionName=plain, Qualifier="1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from moto.awslambda.models import LambdaFunction
+from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.awslambda.utils import get_backend
 
 from .function_state import capacity_provider_arn, state_of
@@ -16,7 +16,7 @@ class AttachedVersion:
     state: str
 
 
-def lambda_backend(account: str, region: str):  # type: ignore[no-untyped-def]
+def lambda_backend(account: str, region: str) -> LambdaBackend:
     """moto's Lambda backend for the account and region (the Docker-free one, see server)."""
     return get_backend(account, region)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import copy
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -57,8 +58,10 @@ class CapacityProvider:
 
     def is_gone(self) -> bool:
         """A deleted provider disappears once its Deleting state has run its course."""
-        return self.lifecycle.pending == "Deleting" and self.lifecycle.has_settled() and (
-            self.lifecycle.forced is None
+        return (
+            self.lifecycle.pending == "Deleting"
+            and self.lifecycle.has_settled()
+            and (self.lifecycle.forced is None)
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -294,7 +297,9 @@ def list_function_versions_by_capacity_provider(self: LambdaResponse) -> TYPE_RE
         )
 
 
-def paginate(items: list[Any], marker: str | None, page_size: int, key) -> tuple[list[Any], str | None]:  # type: ignore[no-untyped-def]
+def paginate(
+    items: list[Any], marker: str | None, page_size: int, key: Callable[[Any], str]
+) -> tuple[list[Any], str | None]:
     """One page of ``items`` (sorted by ``key``) after ``marker``; the marker is opaque to
     clients (base64 of the last key returned)."""
     start = 0

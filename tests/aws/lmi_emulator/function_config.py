@@ -53,9 +53,7 @@ _original_update_function_configuration = LambdaResponse.update_function_configu
 _original_update_function_code = LambdaResponse.update_function_code
 
 
-def check_capacity_provider_config(
-    account: str, region: str, config: Any, structure: str
-) -> None:
+def check_capacity_provider_config(account: str, region: str, config: Any, structure: str) -> None:
     validate_member(structure, "CapacityProviderConfig", config, "capacityProviderConfig")
     inner = config["LambdaManagedInstancesCapacityProviderConfig"]
     arn = inner["CapacityProviderArn"]
@@ -135,9 +133,10 @@ def update_function_configuration(self: LambdaResponse) -> TYPE_RESPONSE:
             )
             new_arn = config["LambdaManagedInstancesCapacityProviderConfig"]["CapacityProviderArn"]
             if capacity_provider_arn(fn) != new_arn:
+                current = capacity_provider_arn(fn) or "no capacity provider"
                 raise invalid_parameter(
                     "The capacity provider of a function cannot be changed; "
-                    f"{function_name} runs on {capacity_provider_arn(fn) or 'no capacity provider'}."
+                    f"{function_name} runs on {current}."
                 )
         return _original_update_function_configuration(self)
 
@@ -148,7 +147,9 @@ def update_function_code(self: LambdaResponse) -> TYPE_RESPONSE:
     function_name = unquote(self.path.rsplit("/", 2)[-2])
     with LOCK:
         fn = lambda_backend(account, region).get_function(function_name)
-        publish_to = check_publish_to("UpdateFunctionCodeRequest", body, capacity_provider_config(fn))
+        publish_to = check_publish_to(
+            "UpdateFunctionCodeRequest", body, capacity_provider_config(fn)
+        )
         if publish_to is None:
             return _original_update_function_code(self)
         _replace_body(self, {k: v for k, v in body.items() if k not in ("Publish", "PublishTo")})

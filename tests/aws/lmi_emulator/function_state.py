@@ -68,7 +68,9 @@ def set_capacity_provider_config(fn: LambdaFunction, config: dict[str, Any] | No
     fn.lmi_capacity_provider_config = config
 
 
-def _init(self: LambdaFunction, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+def _init(
+    self: LambdaFunction, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any
+) -> None:
     _original_init(self, account_id, spec, *args, **kwargs)
     set_capacity_provider_config(self, spec.get("CapacityProviderConfig"))
     start_settling(self)

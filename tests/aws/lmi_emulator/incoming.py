@@ -42,7 +42,8 @@ def operation_input(request: LambdaResponse, operation: str) -> dict[str, Any]:
 
 
 def validate_member(structure: str, member: str, value: Any, path: str) -> None:
-    """Validate one member of a moto-handled request (e.g. CreateFunction's CapacityProviderConfig)."""
+    """Validate one member of a request moto handles (e.g. CreateFunction's
+    CapacityProviderConfig)."""
     try:
         shapes.validate_shape(shapes.member_shape(structure, member), value, path)
     except shapes.ShapeError as error:
@@ -53,4 +54,3 @@ def as_aws_error(error: shapes.ShapeError) -> AwsError:
     if error.kind == "SerializationException":
         return serialization_error(error.message)
     return validation_error(error.message)
-

@@ -125,12 +125,18 @@ def _check(shape: Shape, value: Any, path: str, errors: list[str]) -> None:
         _check_length(shape, value, len(value), path, errors)
         if shape.enum and value not in shape.enum:
             errors.append(
-                _violation(value, path, "Member must satisfy enum value set: [" + ", ".join(shape.enum) + "]")
+                _violation(
+                    value,
+                    path,
+                    "Member must satisfy enum value set: [" + ", ".join(shape.enum) + "]",
+                )
             )
         pattern = shape.metadata.get("pattern")
         if pattern is not None and not _compiled(pattern).fullmatch(value):
             errors.append(
-                _violation(value, path, f"Member must satisfy regular expression pattern: {pattern}")
+                _violation(
+                    value, path, f"Member must satisfy regular expression pattern: {pattern}"
+                )
             )
     elif shape.type_name in ("integer", "long"):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -152,17 +158,25 @@ def _expect_type(value: Any, kind: type, name: str, path: str) -> None:
 def _check_length(shape: Shape, value: Any, length: int, path: str, errors: list[str]) -> None:
     low, high = shape.metadata.get("min"), shape.metadata.get("max")
     if low is not None and length < low:
-        errors.append(_violation(value, path, f"Member must have length greater than or equal to {low}"))
+        errors.append(
+            _violation(value, path, f"Member must have length greater than or equal to {low}")
+        )
     if high is not None and length > high:
-        errors.append(_violation(value, path, f"Member must have length less than or equal to {high}"))
+        errors.append(
+            _violation(value, path, f"Member must have length less than or equal to {high}")
+        )
 
 
 def _check_range(shape: Shape, value: float, path: str, errors: list[str]) -> None:
     low, high = shape.metadata.get("min"), shape.metadata.get("max")
     if low is not None and value < low:
-        errors.append(_violation(value, path, f"Member must have value greater than or equal to {low}"))
+        errors.append(
+            _violation(value, path, f"Member must have value greater than or equal to {low}")
+        )
     if high is not None and value > high:
-        errors.append(_violation(value, path, f"Member must have value less than or equal to {high}"))
+        errors.append(
+            _violation(value, path, f"Member must have value less than or equal to {high}")
+        )
 
 
 def _violation(value: Any, path: str, constraint: str) -> str:
@@ -185,7 +199,7 @@ def _camel(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(pattern: str) -> regex.Pattern[str]:
     # The model's patterns are Java regular expressions (\p{L} and friends), matched against the
     # whole value; the `regex` module speaks that dialect.

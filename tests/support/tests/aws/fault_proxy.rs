@@ -272,3 +272,84 @@ async fn the_log_tells_reads_from_writes_and_can_be_cleared() {
         .unwrap();
     assert!(setup.proxy.log().is_empty());
 }
+
+/// Asserts that `$call` (a fluent builder ending in `.send()`) fails with the typed variant.
+macro_rules! assert_typed {
+    ($call:expr, $pattern:pat) => {{
+        let error = $call.await.unwrap_err().into_service_error();
+        assert!(matches!(error, $pattern), "{error:?}");
+    }};
+}
+
+#[tokio::test]
+async fn every_lmi_operation_maps_throttling_and_service_errors_to_typed_variants() {
+    use CreateCapacityProviderError as Create;
+    use GetCapacityProviderError as Get;
+    use ListCapacityProvidersError as List;
+    use aws_sdk_lambda::operation::delete_capacity_provider::DeleteCapacityProviderError as Delete;
+    use aws_sdk_lambda::operation::get_function_scaling_config::GetFunctionScalingConfigError as GetScaling;
+    use aws_sdk_lambda::operation::list_function_versions_by_capacity_provider::ListFunctionVersionsByCapacityProviderError as ListVersions;
+    use aws_sdk_lambda::operation::put_function_scaling_config::PutFunctionScalingConfigError as PutScaling;
+    use aws_sdk_lambda::operation::update_capacity_provider::UpdateCapacityProviderError as Update;
+
+    let setup = Setup::new().await;
+    let lambda = setup.lambda(RetryConfig::disabled());
+    for fault in [Fault::Throttle, Fault::InternalError] {
+        // Each call below meets exactly one injected fault.
+        setup.proxy.fail_next(None, [fault; 8]);
+        let throttled = fault == Fault::Throttle;
+        let create = provider_request(&lambda, "cp", &setup.network).send().await;
+        let create = create.unwrap_err().into_service_error();
+        assert!(
+            if throttled {
+                matches!(create, Create::TooManyRequestsException(_))
+            } else {
+                matches!(create, Create::ServiceException(_))
+            },
+            "{create:?}"
+        );
+        let get = lambda.get_capacity_provider().capacity_provider_name("cp");
+        let list = lambda.list_capacity_providers();
+        let update = lambda
+            .update_capacity_provider()
+            .capacity_provider_name("cp");
+        let delete = lambda
+            .delete_capacity_provider()
+            .capacity_provider_name("cp");
+        let versions = lambda
+            .list_function_versions_by_capacity_provider()
+            .capacity_provider_name("cp");
+        let put_scaling = lambda
+            .put_function_scaling_config()
+            .function_name("fn")
+            .qualifier("1");
+        let get_scaling = lambda
+            .get_function_scaling_config()
+            .function_name("fn")
+            .qualifier("1");
+        if throttled {
+            assert_typed!(get.send(), Get::TooManyRequestsException(_));
+            assert_typed!(list.send(), List::TooManyRequestsException(_));
+            assert_typed!(update.send(), Update::TooManyRequestsException(_));
+            assert_typed!(delete.send(), Delete::TooManyRequestsException(_));
+            assert_typed!(versions.send(), ListVersions::TooManyRequestsException(_));
+            assert_typed!(put_scaling.send(), PutScaling::TooManyRequestsException(_));
+            assert_typed!(get_scaling.send(), GetScaling::TooManyRequestsException(_));
+        } else {
+            assert_typed!(get.send(), Get::ServiceException(_));
+            assert_typed!(list.send(), List::ServiceException(_));
+            assert_typed!(update.send(), Update::ServiceException(_));
+            assert_typed!(delete.send(), Delete::ServiceException(_));
+            assert_typed!(versions.send(), ListVersions::ServiceException(_));
+            assert_typed!(put_scaling.send(), PutScaling::ServiceException(_));
+            assert_typed!(get_scaling.send(), GetScaling::ServiceException(_));
+        }
+    }
+    // Sixteen calls, each answered by the proxy; none reached the emulator.
+    let log = setup.proxy.log();
+    assert_eq!(log.len(), 16);
+    assert!(
+        log.iter()
+            .all(|r| matches!(r.outcome, Outcome::Injected(_)))
+    );
+}

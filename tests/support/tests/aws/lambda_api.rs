@@ -256,6 +256,28 @@ async fn an_unknown_provider_is_not_found_for_every_operation() {
 }
 
 #[tokio::test]
+async fn a_bad_marker_for_function_versions_is_an_invalid_parameter() {
+    let world = World::new().await;
+    let provider = world.provider().await;
+    let bad_marker = world
+        .lambda
+        .list_function_versions_by_capacity_provider()
+        .capacity_provider_name(provider.capacity_provider_arn())
+        .marker("not-a-marker")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        matches!(
+            bad_marker,
+            ListFunctionVersionsByCapacityProviderError::InvalidParameterValueException(_)
+        ),
+        "{bad_marker:?}"
+    );
+}
+
+#[tokio::test]
 async fn subnets_and_security_groups_must_exist_and_share_one_vpc() {
     let world = World::new().await;
     let other = Network::builder()
@@ -517,6 +539,32 @@ async fn update_changes_scaling_tag_propagation_and_telemetry_only() {
     assert_eq!(
         updated.instance_requirements(),
         provider.instance_requirements()
+    );
+}
+
+#[tokio::test]
+async fn an_update_to_manual_scaling_needs_policies() {
+    let world = World::new().await;
+    let provider = world.provider().await;
+    let manual_without_policies = world
+        .lambda
+        .update_capacity_provider()
+        .capacity_provider_name(provider.capacity_provider_arn())
+        .capacity_provider_scaling_config(
+            CapacityProviderScalingConfig::builder()
+                .scaling_mode(CapacityProviderScalingMode::Manual)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        matches!(
+            manual_without_policies,
+            UpdateCapacityProviderError::InvalidParameterValueException(_)
+        ),
+        "{manual_without_policies:?}"
     );
 }
 

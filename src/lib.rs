@@ -1,5 +1,14 @@
 //! lmi-operator: runs AWS Lambda Managed Instances from Git.
 //!
 //! - [`api`]: the custom resources `CapacityProvider` and `SimilarityFunction`.
+//! - [`identity`], [`network`], [`instance_types`]: pure decisions (names, ownership, network
+//!   and instance-type checks), free of I/O.
 
 pub mod api;
+pub mod aws;
+pub mod controller;
+pub mod identity;
+pub mod instance_types;
+pub mod metrics;
+pub mod network;
+pub mod run;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lmi_operator::api::crdgen;
+use lmi_operator::run::{self, RunArgs};
 
 #[derive(Parser)]
 #[command(
@@ -19,6 +20,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controllers against the cluster from KUBECONFIG (or in-cluster) and AWS from
+    /// the default credential chain (AWS_ENDPOINT_URL, AWS_REGION, IRSA and Pod Identity
+    /// honoured).
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (a multi-document stream), or write one file
     /// per CRD into a directory.
     Crds {
@@ -31,6 +36,10 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crds { out } => print_crds(out),
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run::run(*args)),
     }
 }
 

@@ -148,7 +148,8 @@ pub struct CapacityProviderSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
-    /// `Correct` (default) changes AWS back to the spec when it drifts; `Report` only reports.
+    /// `Correct` (default) changes AWS back to the spec when it is changed outside Git;
+    /// `Report` only reports such drift (spec changes are applied either way).
     #[serde(default)]
     pub drift_policy: DriftPolicy,
 }

@@ -22,8 +22,8 @@ pub enum DriftPolicy {
     /// Report the drift and change AWS back to the spec where AWS allows it.
     #[default]
     Correct,
-    /// Only report the drift in `status.drift` and the `Drifted` condition; never change AWS
-    /// after creation.
+    /// Only report the drift in `status.drift` and the `Drifted` condition. Changes to the
+    /// spec itself are still applied; only changes made outside Git are left alone.
     Report,
 }
 

@@ -177,8 +177,9 @@ pub struct SimilarityFunctionSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
-    /// `Correct` (default) changes AWS back to the spec when it drifts (publishing a new
-    /// version when needed); `Report` only reports.
+    /// `Correct` (default) changes AWS back to the spec when it is changed outside Git
+    /// (publishing a new version when needed); `Report` only reports such drift (spec changes
+    /// are applied either way).
     #[serde(default)]
     pub drift_policy: DriftPolicy,
 }

@@ -1,0 +1,38 @@
+//! Thin typed wrappers over aws-sdk-lambda and aws-sdk-ec2, and AWS error classification.
+//! Nothing here decides anything: the controllers' pure steps do.
+
+pub mod ec2;
+pub mod error;
+pub mod lambda;
+pub mod model;
+
+pub use ec2::Ec2;
+pub use error::{AwsError, ErrorClass};
+pub use lambda::Lambda;
+
+/// The AWS clients of one region.
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    /// Lambda (capacity providers, functions).
+    pub lambda: Lambda,
+    /// EC2 (network checks, instance types, owned security groups and endpoints).
+    pub ec2: Ec2,
+    /// The region the clients talk to.
+    pub region: String,
+}
+
+impl AwsClients {
+    /// Clients for the region of `config` (which also carries credentials, retries and an
+    /// endpoint override such as `AWS_ENDPOINT_URL`).
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        let region = config
+            .region()
+            .map(|r| r.as_ref().to_owned())
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        Self {
+            lambda: Lambda::new(aws_sdk_lambda::Client::new(config)),
+            ec2: Ec2::new(aws_sdk_ec2::Client::new(config), region.clone()),
+            region,
+        }
+    }
+}

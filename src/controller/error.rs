@@ -1,0 +1,171 @@
+//! Controller errors, their bounded reasons, and the requeue policy for them.
+
+use std::time::Duration;
+
+use crate::aws::{AwsError, ErrorClass};
+
+/// Why a reconcile did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An AWS call failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+
+    /// A Kubernetes API call failed.
+    #[error("{action} failed: {source}")]
+    Kube {
+        /// What the operator was doing, e.g. `PatchStatus`.
+        action: &'static str,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+
+    /// Something the reconcile waits for (deletion blocked by attached versions, AWS still
+    /// deleting); not a failure, but it must keep the finalizer and come back later.
+    #[error("waiting: {message}")]
+    Waiting {
+        /// Bounded reason, e.g. `VersionsAttached`.
+        reason: &'static str,
+        /// What it waits for.
+        message: String,
+        /// When to look again.
+        retry_after: Duration,
+    },
+}
+
+impl Error {
+    /// Wraps a Kubernetes client error with the action that failed.
+    pub fn kube(action: &'static str) -> impl FnOnce(kube::Error) -> Self {
+        move |source| Error::Kube { action, source }
+    }
+
+    /// A bounded reason for event reasons and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Aws(e) => e.reason(),
+            Error::Kube { source, .. } => match source {
+                kube::Error::Api(status) if status.code == 409 => "KubeConflict",
+                kube::Error::Api(status) if status.code == 429 => "KubeThrottled",
+                kube::Error::Api(status) if status.code >= 500 => "KubeServerError",
+                kube::Error::Api(_) => "KubeRequestRejected",
+                _ => "KubeUnreachable",
+            },
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),
+                _ => "FinalizerFailed",
+            },
+            Error::Waiting { reason, .. } => reason,
+        }
+    }
+
+    /// How to retry.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Aws(e) => e.class,
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.class(),
+                _ => ErrorClass::Retryable,
+            },
+            Error::Kube { .. } | Error::Waiting { .. } => ErrorClass::Retryable,
+        }
+    }
+
+    /// The fixed delay a waiting error asks for, if it is one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Waiting { retry_after, .. } => Some(*retry_after),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.retry_after(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Requeue delays after errors: exponential backoff with jitter for retryable errors, a slow
+/// fixed retry for terminal ones (a spec change triggers a reconcile anyway), and the asked-for
+/// delay for waits.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    /// First retry delay.
+    pub base: Duration,
+    /// Upper bound for retryable errors.
+    pub max: Duration,
+    /// Delay after terminal errors.
+    pub terminal: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+            terminal: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before retry number `attempt` (1 for the first failure) of `error`.
+    pub fn delay(&self, error: &Error, attempt: u32) -> Duration {
+        if let Some(after) = error.retry_after() {
+            return jitter(after);
+        }
+        match error.class() {
+            ErrorClass::Terminal | ErrorClass::NotFound => jitter(self.terminal),
+            ErrorClass::Retryable => {
+                let exp = self
+                    .base
+                    .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+                jitter(exp.min(self.max))
+            }
+        }
+    }
+}
+
+/// Spreads a delay by ±20% so that many objects failing together do not retry in lockstep.
+pub fn jitter(d: Duration) -> Duration {
+    let factor = 0.8 + rand::random::<f64>() * 0.4;
+    d.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(after: u64) -> Error {
+        Error::Waiting {
+            reason: "VersionsAttached",
+            message: "x".into(),
+            retry_after: Duration::from_secs(after),
+        }
+    }
+
+    #[test]
+    fn retryable_errors_back_off_exponentially_up_to_the_cap() {
+        let b = Backoff::default();
+        let e = Error::Aws(AwsError::unexpected("GetCapacityProvider", "boom"));
+        let first = b.delay(&e, 1);
+        let fourth = b.delay(&e, 4);
+        assert!(first >= Duration::from_millis(800) && first <= Duration::from_millis(1200));
+        assert!(fourth >= Duration::from_millis(6400) && fourth <= Duration::from_millis(9600));
+        assert!(b.delay(&e, 40) <= Duration::from_secs(360));
+    }
+
+    #[test]
+    fn waits_use_their_own_delay_and_keep_their_reason() {
+        let e = waiting(30);
+        let d = Backoff::default().delay(&e, 7);
+        assert!(d >= Duration::from_secs(24) && d <= Duration::from_secs(36));
+        assert_eq!(e.reason(), "VersionsAttached");
+    }
+}

@@ -1,0 +1,156 @@
+//! Prometheus metrics (prefix `lmi`): reconciles and their duration by kind and result,
+//! failures by bounded reason, drift found, and AWS calls by operation and outcome.
+
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels: the kind reconciled.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `CapacityProvider` or `SimilarityFunction`.
+    pub kind: &'static str,
+}
+
+/// Labels: kind and outcome of a reconcile.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// The kind reconciled.
+    pub kind: &'static str,
+    /// `success` or `error`.
+    pub result: &'static str,
+}
+
+/// Labels: kind and bounded error reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// The kind reconciled.
+    pub kind: &'static str,
+    /// A bounded reason (`Throttled`, `AccessDenied`, …).
+    pub reason: &'static str,
+}
+
+/// Labels: an AWS call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsCallLabels {
+    /// `lambda` or `ec2`.
+    pub service: String,
+    /// Operation name, e.g. `CreateCapacityProvider`.
+    pub operation: String,
+    /// `success` or a bounded error reason.
+    pub outcome: String,
+}
+
+/// The operator's metrics.
+pub struct Metrics {
+    reconciles: Family<ResultLabels, Counter>,
+    duration: Family<KindLabels, Histogram>,
+    failures: Family<ReasonLabels, Counter>,
+    drift: Family<KindLabels, Counter>,
+    /// AWS calls by service, operation and outcome.
+    pub aws_calls: Family<AwsCallLabels, Counter>,
+    /// 1 while this replica holds the leader lease.
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            reconciles: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.01, 2.0, 12))
+            }),
+            failures: Family::default(),
+            drift: Family::default(),
+            aws_calls: Family::default(),
+            leader: Gauge::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `lmi` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("lmi");
+        r.register(
+            "reconciles",
+            "Reconciles by kind and result",
+            self.reconciles.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration by kind",
+            self.duration.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Failed reconciles by kind and reason",
+            self.failures.clone(),
+        );
+        r.register(
+            "drift_detected",
+            "Resyncs that found drift, by kind",
+            self.drift.clone(),
+        );
+        r.register(
+            "aws_calls",
+            "AWS API calls by service, operation and outcome",
+            self.aws_calls.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this replica is the leader",
+            self.leader.clone(),
+        );
+    }
+
+    /// Starts timing a reconcile; the duration is recorded when the timer is dropped.
+    pub fn reconcile_timer(&self, kind: &'static str) -> ReconcileTimer<'_> {
+        ReconcileTimer {
+            metrics: self,
+            kind,
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts a finished reconcile.
+    pub fn reconciled(&self, kind: &'static str, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.reconciles
+            .get_or_create(&ResultLabels { kind, result })
+            .inc();
+    }
+
+    /// Counts a failure by reason.
+    pub fn failed(&self, kind: &'static str, reason: &'static str) {
+        self.failures
+            .get_or_create(&ReasonLabels { kind, reason })
+            .inc();
+    }
+
+    /// Counts a resync that found drift.
+    pub fn drift_found(&self, kind: &'static str) {
+        self.drift.get_or_create(&KindLabels { kind }).inc();
+    }
+}
+
+/// Records a reconcile's duration on drop.
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    kind: &'static str,
+    start: Instant,
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .duration
+            .get_or_create(&KindLabels { kind: self.kind })
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}

@@ -153,14 +153,12 @@ impl Catalog {
             if let Some(p) = payload.as_mut()
                 && batch.num_rows() > 0
             {
-                {
-                    let arrays = columns
-                        .payload
-                        .iter()
-                        .map(|&c| column(&batch, schema.field(c).name()).cloned())
-                        .collect::<Result<Vec<_>, _>>()?;
-                    p.push_chunk(start, arrays);
-                }
+                let arrays = columns
+                    .payload
+                    .iter()
+                    .map(|&c| column(&batch, schema.field(c).name()).cloned())
+                    .collect::<Result<Vec<_>, _>>()?;
+                p.push_chunk(start, arrays);
             }
         }
         let layout = Layout::new(ids, cats, categories.names)?;

@@ -287,7 +287,7 @@ fn with(name: &'static str, array: ArrayRef) -> Vec<(&'static str, ArrayRef)> {
 }
 
 fn refused(columns: Vec<(&str, ArrayRef)>) -> LoadError {
-    load(parquet(columns, 2)).unwrap_err()
+    load(parquet(columns, 2)).expect_err("the loader refuses this file")
 }
 
 #[test]

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::catalog::Catalog;
 use crate::error::QueryError;
-use crate::kernels::{self, F32Level, I8_ALIGN, I8Level};
+use crate::kernels::{self, F32Level, I8_ALIGN, I8Level, Packed};
 use crate::query::{Query, Target};
 use crate::topk::{Scored, TopK};
 
@@ -193,8 +193,8 @@ struct Segment {
 /// Queries sharing segments, with their vectors packed for the kernels.
 struct Group {
     members: Vec<usize>,
-    f32s: Vec<f32>,
-    i8s: Vec<i8>,
+    f32s: Option<Packed<f32>>,
+    i8s: Option<Packed<i8>>,
 }
 
 struct Task {
@@ -218,7 +218,7 @@ pub(crate) fn run(
 ) -> Vec<Vec<Scored>> {
     let int8 = cat.int8.is_some();
     let keep = |q: &Resolved| if int8 { rescore.candidates(q.k) } else { q.k };
-    let segments = plan(cat, batch, int8);
+    let segments = plan(cat, levels, batch);
     let scanned: usize = segments
         .iter()
         .map(|s| s.rows.len() * s.group.members.len())
@@ -275,16 +275,38 @@ pub(crate) fn run(
         .collect()
 }
 
-fn plan(cat: &Catalog, batch: &[&Resolved], int8: bool) -> Vec<Segment> {
+fn plan(cat: &Catalog, levels: Levels, batch: &[&Resolved]) -> Vec<Segment> {
     let pack = |members: Vec<usize>| {
-        let mut f32s = Vec::new();
-        let mut i8s = Vec::new();
-        for &m in &members {
-            match (&batch[m].quant, int8) {
-                (Some(q), true) => i8s.extend_from_slice(&q.data),
-                _ => f32s.extend_from_slice(&batch[m].vector),
+        let (f32s, i8s) = match &cat.int8 {
+            Some(m) => {
+                let mut raw = Vec::with_capacity(members.len() * m.stride);
+                for &i in &members {
+                    match &batch[i].quant {
+                        Some(q) => raw.extend_from_slice(&q.data),
+                        None => raw.resize(raw.len() + m.stride, 0),
+                    }
+                }
+                (
+                    None,
+                    Some(kernels::pack_i8(levels.i8, &raw, members.len(), m.stride)),
+                )
             }
-        }
+            None => {
+                let mut raw = Vec::with_capacity(members.len() * cat.stride);
+                for &i in &members {
+                    raw.extend_from_slice(&batch[i].vector);
+                }
+                (
+                    Some(kernels::pack_f32(
+                        levels.f32,
+                        &raw,
+                        members.len(),
+                        cat.stride,
+                    )),
+                    None,
+                )
+            }
+        };
         Arc::new(Group { members, f32s, i8s })
     };
     if batch.iter().all(|q| q.blocks.is_none()) {
@@ -319,8 +341,8 @@ fn scan(cat: &Catalog, levels: Levels, batch: &[&Resolved], t: &Task, st: &mut S
     while start < t.rows.end {
         let end = (start + SUB_ROWS).min(t.rows.end);
         let n = end - start;
-        match cat.int8.as_ref() {
-            None => {
+        match (cat.int8.as_ref(), &g.f32s, &g.i8s) {
+            (None, Some(packed), _) => {
                 let stride = cat.stride;
                 st.fbuf.resize(n * nq, 0.0);
                 kernels::score_f32(
@@ -328,8 +350,7 @@ fn scan(cat: &Catalog, levels: Levels, batch: &[&Resolved], t: &Task, st: &mut S
                     &cat.vectors.as_slice()[start * stride..end * stride],
                     n,
                     stride,
-                    &g.f32s,
-                    nq,
+                    packed,
                     &mut st.fbuf,
                 );
                 for (j, &m) in g.members.iter().enumerate() {
@@ -344,7 +365,7 @@ fn scan(cat: &Catalog, levels: Levels, batch: &[&Resolved], t: &Task, st: &mut S
                     }
                 }
             }
-            Some(m8) => {
+            (Some(m8), _, Some(packed)) => {
                 let stride = m8.stride;
                 st.ibuf.resize(n * nq, 0);
                 let offset = kernels::score_i8(
@@ -352,8 +373,7 @@ fn scan(cat: &Catalog, levels: Levels, batch: &[&Resolved], t: &Task, st: &mut S
                     &m8.data.as_slice()[start * stride..end * stride],
                     n,
                     stride,
-                    &g.i8s,
-                    nq,
+                    packed,
                     &mut st.ibuf,
                 );
                 for (j, &m) in g.members.iter().enumerate() {
@@ -373,6 +393,8 @@ fn scan(cat: &Catalog, levels: Levels, batch: &[&Resolved], t: &Task, st: &mut S
                     }
                 }
             }
+            // `plan` packs f32 queries for f32 catalogs and int8 queries for int8 ones.
+            _ => {}
         }
         start = end;
     }
@@ -382,6 +404,7 @@ fn scan(cat: &Catalog, levels: Levels, batch: &[&Resolved], t: &Task, st: &mut S
 fn rescore_exact(cat: &Catalog, levels: Levels, q: &Resolved, candidates: TopK) -> Vec<Scored> {
     let mut top = TopK::new(q.k);
     let mut out = [0f32];
+    let packed = kernels::pack_f32(levels.f32, &q.vector, 1, cat.stride);
     for c in candidates.into_sorted() {
         let row = c.row as usize;
         kernels::score_f32(
@@ -389,8 +412,7 @@ fn rescore_exact(cat: &Catalog, levels: Levels, q: &Resolved, candidates: TopK) 
             cat.padded(row),
             1,
             cat.stride,
-            &q.vector,
-            1,
+            &packed,
             &mut out,
         );
         let s = out[0];

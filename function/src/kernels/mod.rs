@@ -139,110 +139,72 @@ impl I8Level {
     }
 }
 
-/// Scores `rows` (`nrows` rows of `stride` values) against `queries` (`nq` rows of `stride`
-/// values) into `out[r * nq + q]`.
-///
-/// # Panics
-/// If a slice is too short or `stride` is not a multiple of [`F32_ALIGN`]: internal callers size
-/// every buffer from the catalog, so that is a bug, and a panic beats reading out of bounds.
-pub(crate) fn score_f32(
-    level: F32Level,
-    rows: &[f32],
-    nrows: usize,
-    stride: usize,
-    queries: &[f32],
-    nq: usize,
-    out: &mut [f32],
-) {
-    assert!(
-        stride.is_multiple_of(F32_ALIGN),
-        "stride {stride} not padded"
-    );
-    assert!(rows.len() >= nrows * stride, "rows slice too short");
-    assert!(queries.len() >= nq * stride, "queries slice too short");
-    assert!(out.len() >= nrows * nq, "output slice too short");
-    if nrows == 0 || nq == 0 {
-        return;
-    }
-    let args = generic::Args {
-        rows: rows.as_ptr(),
-        nrows,
-        stride,
-        queries: queries.as_ptr(),
-        nq,
-        out: out.as_mut_ptr(),
-    };
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        F32Level::Avx2Fma if avx2_fma() => {
-            // SAFETY: the CPU has AVX2 and FMA (checked just now); the asserts above bound every
-            // pointer the kernel reads or writes.
-            unsafe { x86::score_f32_avx2(&args) }
+/// How a kernel consumes queries: elements per step and widest query tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    w: usize,
+    qmax: usize,
+}
+
+impl Shape {
+    const fn of<K: generic::Kernel>() -> Self {
+        Self {
+            w: K::W,
+            qmax: K::QMAX,
         }
-        #[cfg(target_arch = "x86_64")]
-        F32Level::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => {
-            // SAFETY: as above, for AVX-512F.
-            unsafe { x86::score_f32_avx512(&args) }
-        }
-        #[cfg(target_arch = "aarch64")]
-        F32Level::Neon if std::arch::is_aarch64_feature_detected!("neon") => {
-            // SAFETY: as above, for NEON.
-            unsafe { neon::score_f32_neon(&args) }
-        }
-        // SAFETY: the asserts above bound every pointer the kernel reads or writes.
-        _ => unsafe { generic::score::<scalar::F32x16>(&args) },
     }
 }
 
-/// Scores int8 `rows` (stored as `value + 128` in u8) against int8 `queries` into raw `i32`
-/// products `out[r * nq + q]`. Returns `true` when the products are Σ (row+128)·query (x86
-/// levels and scalar: the caller subtracts 128·Σ query) and `false` when they are Σ row·query
-/// (aarch64 levels flip the stored bytes back to signed before multiplying).
-///
-/// # Panics
-/// As [`score_f32`], with [`I8_ALIGN`].
-pub(crate) fn score_i8(
-    level: I8Level,
-    rows: &[u8],
-    nrows: usize,
-    stride: usize,
-    queries: &[i8],
+/// Queries laid out for one kernel (see [`generic::pack`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Packed<T> {
+    data: Vec<T>,
     nq: usize,
-    out: &mut [i32],
-) -> bool {
-    assert!(
-        stride.is_multiple_of(I8_ALIGN),
-        "stride {stride} not padded"
-    );
-    assert!(rows.len() >= nrows * stride, "rows slice too short");
-    assert!(queries.len() >= nq * stride, "queries slice too short");
-    assert!(out.len() >= nrows * nq, "output slice too short");
-    if nrows == 0 || nq == 0 {
-        return true;
+    stride: usize,
+    shape: Shape,
+}
+
+type F32Fn = unsafe fn(&generic::Args<f32, f32, f32>);
+type I8Fn = unsafe fn(&generic::Args<u8, i8, i32>);
+
+/// The f32 kernel for `level`, or the scalar one when the CPU lacks it. Only returns a kernel
+/// whose instructions the CPU supports (checked here, at run time).
+fn f32_kernel(level: F32Level) -> (Shape, F32Fn) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        F32Level::Avx2Fma
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma") =>
+        {
+            (x86::F32_AVX2, x86::score_f32_avx2)
+        }
+        #[cfg(target_arch = "x86_64")]
+        F32Level::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => {
+            (x86::F32_AVX512, x86::score_f32_avx512)
+        }
+        #[cfg(target_arch = "aarch64")]
+        F32Level::Neon if std::arch::is_aarch64_feature_detected!("neon") => {
+            (neon::F32_NEON, neon::score_f32_neon)
+        }
+        _ => (Shape::of::<scalar::F32x16>(), scalar::score_f32),
     }
-    let args = generic::Args {
-        rows: rows.as_ptr(),
-        nrows,
-        stride,
-        queries: queries.as_ptr(),
-        nq,
-        out: out.as_mut_ptr(),
-    };
+}
+
+/// The int8 kernel for `level` (as [`f32_kernel`]), and whether its products carry the +128
+/// offset of the stored rows: Σ (row+128)·query on x86 and scalar, Σ row·query on aarch64
+/// (which flips the stored bytes back to signed before multiplying).
+fn i8_kernel(level: I8Level) -> (Shape, I8Fn, bool) {
     match level {
         #[cfg(target_arch = "x86_64")]
         I8Level::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
-            // SAFETY: the CPU has AVX2; the asserts above bound every pointer.
-            unsafe { x86::score_i8_avx2(&args) };
-            true
+            (x86::I8_AVX2, x86::score_i8_avx2, true)
         }
         #[cfg(target_arch = "x86_64")]
         I8Level::AvxVnni
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("avxvnni") =>
         {
-            // SAFETY: the CPU has AVX2 and AVX-VNNI; the asserts above bound every pointer.
-            unsafe { x86::score_i8_avxvnni(&args) };
-            true
+            (x86::I8_AVXVNNI, x86::score_i8_avxvnni, true)
         }
         #[cfg(target_arch = "x86_64")]
         I8Level::Avx512Vnni
@@ -250,31 +212,120 @@ pub(crate) fn score_i8(
                 && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512vnni") =>
         {
-            // SAFETY: the CPU has AVX-512F/BW/VNNI; the asserts above bound every pointer.
-            unsafe { x86::score_i8_avx512vnni(&args) };
-            true
+            (x86::I8_AVX512VNNI, x86::score_i8_avx512vnni, true)
         }
         #[cfg(target_arch = "aarch64")]
         I8Level::Neon if std::arch::is_aarch64_feature_detected!("neon") => {
-            // SAFETY: the CPU has NEON; the asserts above bound every pointer.
-            unsafe { neon::score_i8_neon(&args) };
-            false
+            (neon::I8_NEON, neon::score_i8_neon, false)
         }
         #[cfg(target_arch = "aarch64")]
         I8Level::NeonDot if std::arch::is_aarch64_feature_detected!("dotprod") => {
-            // SAFETY: the CPU has the dot-product extension; the asserts above bound every pointer.
-            unsafe { neon::score_i8_neondot(&args) };
-            false
+            (neon::I8_NEONDOT, neon::score_i8_neondot, false)
         }
-        _ => {
-            // SAFETY: the asserts above bound every pointer the kernel reads or writes.
-            unsafe { generic::score::<scalar::I8x64>(&args) };
-            true
-        }
+        _ => (Shape::of::<scalar::I8x64>(), scalar::score_i8, true),
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+/// Packs `nq` queries of `stride` values for the f32 kernel of `level`.
+pub(crate) fn pack_f32(level: F32Level, queries: &[f32], nq: usize, stride: usize) -> Packed<f32> {
+    let (shape, _) = f32_kernel(level);
+    assert!(
+        stride.is_multiple_of(F32_ALIGN),
+        "stride {stride} not padded"
+    );
+    assert!(queries.len() >= nq * stride, "queries slice too short");
+    Packed {
+        data: generic::pack(queries, nq, stride, shape.w, shape.qmax),
+        nq,
+        stride,
+        shape,
+    }
+}
+
+/// Packs `nq` int8 queries of `stride` values for the int8 kernel of `level`.
+pub(crate) fn pack_i8(level: I8Level, queries: &[i8], nq: usize, stride: usize) -> Packed<i8> {
+    let (shape, _, _) = i8_kernel(level);
+    assert!(
+        stride.is_multiple_of(I8_ALIGN),
+        "stride {stride} not padded"
+    );
+    assert!(queries.len() >= nq * stride, "queries slice too short");
+    Packed {
+        data: generic::pack(queries, nq, stride, shape.w, shape.qmax),
+        nq,
+        stride,
+        shape,
+    }
+}
+
+/// Scores `rows` (`nrows` rows of `stride` values) against packed `queries` into
+/// `out[r * nq + q]`.
+///
+/// # Panics
+/// If a slice is too short, or the queries were packed for another stride or kernel: internal
+/// callers size every buffer from the catalog, so that is a bug, and a panic beats reading out
+/// of bounds.
+pub(crate) fn score_f32(
+    level: F32Level,
+    rows: &[f32],
+    nrows: usize,
+    stride: usize,
+    queries: &Packed<f32>,
+    out: &mut [f32],
+) {
+    let (shape, kernel) = f32_kernel(level);
+    assert_eq!(shape, queries.shape, "queries packed for another kernel");
+    assert_eq!(stride, queries.stride, "queries packed for another stride");
+    assert!(rows.len() >= nrows * stride, "rows slice too short");
+    assert!(out.len() >= nrows * queries.nq, "output slice too short");
+    if nrows == 0 || queries.nq == 0 {
+        return;
+    }
+    let args = generic::Args {
+        rows: rows.as_ptr(),
+        nrows,
+        stride,
+        queries: queries.data.as_ptr(),
+        nq: queries.nq,
+        out: out.as_mut_ptr(),
+    };
+    // SAFETY: `f32_kernel` only returns kernels the CPU supports; the asserts above (and
+    // `pack_f32`'s) bound every pointer the kernel reads or writes, and the stride is padded to
+    // a multiple of every kernel's step.
+    unsafe { kernel(&args) }
+}
+
+/// Scores int8 `rows` (stored as `value + 128` in u8) against packed int8 `queries` into raw
+/// `i32` products `out[r * nq + q]`. Returns `true` when the products are Σ (row+128)·query
+/// (the caller subtracts 128·Σ query) and `false` when they are Σ row·query.
+///
+/// # Panics
+/// As [`score_f32`].
+pub(crate) fn score_i8(
+    level: I8Level,
+    rows: &[u8],
+    nrows: usize,
+    stride: usize,
+    queries: &Packed<i8>,
+    out: &mut [i32],
+) -> bool {
+    let (shape, kernel, offset) = i8_kernel(level);
+    assert_eq!(shape, queries.shape, "queries packed for another kernel");
+    assert_eq!(stride, queries.stride, "queries packed for another stride");
+    assert!(rows.len() >= nrows * stride, "rows slice too short");
+    assert!(out.len() >= nrows * queries.nq, "output slice too short");
+    if nrows == 0 || queries.nq == 0 {
+        return offset;
+    }
+    let args = generic::Args {
+        rows: rows.as_ptr(),
+        nrows,
+        stride,
+        queries: queries.data.as_ptr(),
+        nq: queries.nq,
+        out: out.as_mut_ptr(),
+    };
+    // SAFETY: as in `score_f32`.
+    unsafe { kernel(&args) };
+    offset
 }

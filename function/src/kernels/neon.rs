@@ -2,7 +2,12 @@
 
 use std::arch::aarch64::*;
 
+use super::Shape;
 use super::generic::{self, Args, Kernel};
+
+pub(super) const F32_NEON: Shape = Shape::of::<F32Neon>();
+pub(super) const I8_NEON: Shape = Shape::of::<I8Neon>();
+pub(super) const I8_NEONDOT: Shape = Shape::of::<I8NeonDot>();
 
 struct F32Neon;
 

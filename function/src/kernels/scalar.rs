@@ -1,7 +1,7 @@
 //! Portable kernels: the fallback on CPUs without a supported vector unit, written in the same
 //! shape as the vector kernels (16 independent f32 lanes, reduced pairwise).
 
-use super::generic::Kernel;
+use super::generic::{self, Args, Kernel};
 
 /// 16 f32 lanes in plain arrays.
 pub(crate) struct F32x16;
@@ -90,4 +90,18 @@ impl Kernel for I8x64 {
     unsafe fn reduce(acc: i32) -> i32 {
         acc
     }
+}
+
+/// # Safety
+/// `a` satisfies [`generic::score`]'s contract.
+pub(super) unsafe fn score_f32(a: &Args<f32, f32, f32>) {
+    // SAFETY: forwarded contract; plain Rust needs no CPU feature.
+    unsafe { generic::score::<F32x16>(a) }
+}
+
+/// # Safety
+/// `a` satisfies [`generic::score`]'s contract.
+pub(super) unsafe fn score_i8(a: &Args<u8, i8, i32>) {
+    // SAFETY: forwarded contract; plain Rust needs no CPU feature.
+    unsafe { generic::score::<I8x64>(a) }
 }

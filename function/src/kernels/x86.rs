@@ -2,7 +2,14 @@
 
 use std::arch::x86_64::*;
 
+use super::Shape;
 use super::generic::{self, Args, Kernel};
+
+pub(super) const F32_AVX2: Shape = Shape::of::<F32Avx2>();
+pub(super) const F32_AVX512: Shape = Shape::of::<F32Avx512>();
+pub(super) const I8_AVX2: Shape = Shape::of::<I8Avx2>();
+pub(super) const I8_AVXVNNI: Shape = Shape::of::<I8AvxVnni>();
+pub(super) const I8_AVX512VNNI: Shape = Shape::of::<I8Avx512Vnni>();
 
 struct F32Avx2;
 
@@ -35,6 +42,16 @@ impl Kernel for F32Avx2 {
     unsafe fn step(acc: __m256, row: __m256, query: __m256) -> __m256 {
         // SAFETY: only called from the `avx2,fma` entry point below.
         unsafe { _mm256_fmadd_ps(row, query, acc) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        // SAFETY: prefetching never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch_l2(p: *const f32) {
+        // SAFETY: prefetching never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
     #[inline(always)]
     unsafe fn reduce(acc: __m256) -> f32 {
@@ -81,6 +98,16 @@ impl Kernel for F32Avx512 {
         unsafe { _mm512_fmadd_ps(row, query, acc) }
     }
     #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        // SAFETY: prefetching never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch_l2(p: *const f32) {
+        // SAFETY: prefetching never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+    }
+    #[inline(always)]
     unsafe fn reduce(acc: __m512) -> f32 {
         // SAFETY: only called from the `avx512f` entry point below.
         unsafe { _mm512_reduce_add_ps(acc) }
@@ -125,6 +152,16 @@ impl Kernel for I8Avx2 {
         }
     }
     #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        // SAFETY: prefetching never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch_l2(p: *const u8) {
+        // SAFETY: prefetching never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+    }
+    #[inline(always)]
     unsafe fn reduce(acc: __m256i) -> i32 {
         // SAFETY: only called from the `avx2` entry points below.
         unsafe { hsum_epi32_256(acc) }
@@ -164,6 +201,16 @@ impl Kernel for I8AvxVnni {
         unsafe { _mm256_dpbusd_avx_epi32(acc, row, query) }
     }
     #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        // SAFETY: prefetching never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch_l2(p: *const u8) {
+        // SAFETY: prefetching never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+    }
+    #[inline(always)]
     unsafe fn reduce(acc: __m256i) -> i32 {
         // SAFETY: only called from the `avx2,avxvnni` entry point below.
         unsafe { hsum_epi32_256(acc) }
@@ -201,6 +248,16 @@ impl Kernel for I8Avx512Vnni {
     unsafe fn step(acc: __m512i, row: __m512i, query: __m512i) -> __m512i {
         // SAFETY: only called from the `avx512f,avx512bw,avx512vnni` entry point below.
         unsafe { _mm512_dpbusd_epi32(acc, row, query) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        // SAFETY: prefetching never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch_l2(p: *const u8) {
+        // SAFETY: prefetching never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
     #[inline(always)]
     unsafe fn reduce(acc: __m512i) -> i32 {

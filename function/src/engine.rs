@@ -32,6 +32,11 @@ pub struct EngineOptions {
     /// Zero (the default) never delays a query: batches form only from queries that arrive
     /// while a pass is running, which is exactly when waiting costs nothing.
     pub max_wait: Duration,
+    /// After a pass answering n queries, how long the worker may wait for n queries to be
+    /// queued again before starting the next pass (at most 1/8 of the last pass's time).
+    /// Callers answered by a pass usually come straight back; without this pause a closed loop
+    /// of clients splits into a large batch and a batch of one, alternately. Zero disables it.
+    pub regroup_wait: Duration,
     /// Largest `top_k` accepted.
     pub max_top_k: usize,
     /// Int8 candidates re-scored exactly per query.
@@ -48,6 +53,7 @@ impl Default for EngineOptions {
             threads: 0,
             max_batch: 64,
             max_wait: Duration::ZERO,
+            regroup_wait: Duration::from_millis(2),
             max_top_k: 1000,
             rescore: Rescore::default(),
             f32_level: None,
@@ -310,8 +316,9 @@ impl Core {
 
     /// The coalescing loop: wait for work, take a batch, answer it, repeat.
     fn work(&self) {
+        let mut last = (0usize, Duration::ZERO);
         loop {
-            let mut jobs = match self.next_batch() {
+            let mut jobs = match self.next_batch(last) {
                 Some(jobs) => jobs,
                 None => return,
             };
@@ -321,7 +328,9 @@ impl Core {
                 continue;
             }
             let batch: Vec<&Resolved> = jobs.iter().map(|j| &j.query).collect();
+            let started = Instant::now();
             let answers = self.run(&batch);
+            last = (jobs.len(), started.elapsed());
             self.queries.fetch_add(jobs.len() as u64, Ordering::Relaxed);
             self.batches.fetch_add(1, Ordering::Relaxed);
             for (job, hits) in jobs.into_iter().zip(answers) {
@@ -330,7 +339,8 @@ impl Core {
         }
     }
 
-    fn next_batch(&self) -> Option<Vec<Job>> {
+    /// Waits for work; `last` is the size and duration of the previous pass.
+    fn next_batch(&self, last: (usize, Duration)) -> Option<Vec<Job>> {
         let max = self.options.max_batch;
         let mut q = lock(&self.queue);
         while q.jobs.is_empty() {
@@ -338,6 +348,21 @@ impl Core {
                 return None;
             }
             q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        // Regroup: give the callers of the last pass a moment to come back.
+        let (last_n, last_time) = last;
+        let regroup = self.options.regroup_wait.min(last_time / 8);
+        let deadline = Instant::now() + regroup;
+        while q.jobs.len() < last_n.min(max) && !q.stop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            q = self
+                .wake
+                .wait_timeout(q, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         if !self.options.max_wait.is_zero() {
             while q.jobs.len() < max && !q.stop {

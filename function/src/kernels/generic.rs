@@ -123,7 +123,11 @@ pub(crate) unsafe fn score<K: Kernel>(a: &Args<K::Row, K::Query, K::Out>) {
             // next_len > 0, in which case it is in bounds.
             next: unsafe { a.rows.add(next.min(a.nrows) * a.stride) },
             lines,
-            per_call: lines.div_ceil(calls.max(1)),
+            per_call: if kc == a.stride && a.nq == 1 {
+                0
+            } else {
+                lines.div_ceil(calls.max(1))
+            },
             done: 0,
         };
         let mut k0 = 0;

@@ -89,6 +89,17 @@ pub struct EngineStats {
     pub coalesced_batches: u64,
 }
 
+/// How a coalesced query was answered ([`Engine::search_with_pass`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PassInfo {
+    /// Queries answered by the same pass over the matrix (1 when the query ran alone).
+    pub batch_size: usize,
+    /// Time between queueing the query and the start of its pass.
+    pub queued: Duration,
+    /// Time the pass took (shared by every query in the batch).
+    pub pass: Duration,
+}
+
 /// The similarity engine. Cheap to clone (a handle); the worker stops when the last handle
 /// drops.
 #[derive(Clone)]
@@ -114,7 +125,7 @@ struct Queue {
 
 struct Job {
     query: Resolved,
-    reply: oneshot::Sender<Result<Vec<Hit>, QueryError>>,
+    reply: oneshot::Sender<(Vec<Hit>, PassInfo)>,
     queued: Instant,
 }
 
@@ -250,6 +261,12 @@ impl Engine {
     /// other queries waiting at the time. Results are identical to [`Engine::search_blocking`].
     /// Invalid queries fail at once, without queueing.
     pub async fn search(&self, query: Query) -> Result<Vec<Hit>, QueryError> {
+        self.search_with_pass(query).await.map(|(hits, _)| hits)
+    }
+
+    /// [`Engine::search`], also saying how the query was answered: the size of the batch it
+    /// shared a pass with, how long it waited and how long the pass took (for metrics).
+    pub async fn search_with_pass(&self, query: Query) -> Result<(Vec<Hit>, PassInfo), QueryError> {
         let core = &self.handle.core;
         let resolved = core.resolve(&query)?;
         let (reply, answer) = oneshot::channel();
@@ -265,7 +282,7 @@ impl Engine {
             });
         }
         core.wake.notify_one();
-        answer.await.unwrap_or(Err(QueryError::EngineStopped))
+        answer.await.map_err(|_| QueryError::EngineStopped)
     }
 }
 
@@ -330,11 +347,18 @@ impl Core {
             let batch: Vec<&Resolved> = jobs.iter().map(|j| &j.query).collect();
             let started = Instant::now();
             let answers = self.run(&batch);
-            last = (jobs.len(), started.elapsed());
+            let pass = started.elapsed();
+            last = (jobs.len(), pass);
             self.queries.fetch_add(jobs.len() as u64, Ordering::Relaxed);
             self.batches.fetch_add(1, Ordering::Relaxed);
+            let batch_size = jobs.len();
             for (job, hits) in jobs.into_iter().zip(answers) {
-                let _ = job.reply.send(Ok(hits));
+                let info = PassInfo {
+                    batch_size,
+                    queued: started.saturating_duration_since(job.queued),
+                    pass,
+                };
+                let _ = job.reply.send((hits, info));
             }
         }
     }

@@ -41,7 +41,7 @@ mod search;
 mod topk;
 
 pub use catalog::{Catalog, CategoryBlock, MemoryUsage, Storage};
-pub use engine::{Engine, EngineError, EngineOptions, EngineStats};
+pub use engine::{Engine, EngineError, EngineOptions, EngineStats, PassInfo};
 pub use error::{LoadError, QueryError};
 pub use kernels::{F32Level, I8Level};
 pub use load::{LoadOptions, PayloadColumns};

@@ -1,0 +1,150 @@
+//! Bad input gets its error object naming the field; Bedrock failures are mapped and throttling
+//! is retried.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::bedrock::{BedrockStub, Failure};
+use crate::fixture::{self, DIM, Function, base_env, brute_force, with};
+use crate::runtime_api::Outcome;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_input_is_answered_with_its_error() {
+    let products = fixture::products(10, 100, DIM);
+    let stub = BedrockStub::start(DIM).await;
+    let path = fixture::catalog_file(&products, DIM);
+    let f = Function::ready(base_env(&path.to_string_lossy(), &stub.endpoint())).await;
+    let id = products[0].id.as_str();
+    let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
+        (json!({"vector": [1.0, 2.0]}), 400, "InvalidRequest", Some("vector")),
+        (json!({"vector": vec![0.0; DIM]}), 400, "InvalidRequest", Some("vector")),
+        (json!({"productId": "sku-nope"}), 404, "UnknownProduct", Some("productId")),
+        (json!({"text": ""}), 400, "InvalidRequest", Some("text")),
+        (json!({"text": "x".repeat(9000)}), 413, "PayloadTooLarge", Some("text")),
+        (json!({"image": ""}), 400, "InvalidRequest", Some("image")),
+        (json!({"image": "***"}), 400, "InvalidRequest", Some("image")),
+        (
+            json!({"image": "A".repeat(8 * 1024 * 1024)}),
+            413,
+            "PayloadTooLarge",
+            Some("image"),
+        ),
+        (json!({"image": "aGVsbG8gd29ybGQ="}), 415, "UnsupportedImage", Some("image")),
+        (json!({"productId": id, "topK": 0}), 400, "InvalidRequest", Some("topK")),
+        (json!({"productId": id, "topK": 51}), 400, "InvalidRequest", Some("topK")),
+        (json!({"productId": id, "topK": 2.5}), 400, "InvalidRequest", Some("topK")),
+        (
+            json!({"productId": id, "categories": ["shoes", "spaceships"]}),
+            400,
+            "UnknownCategory",
+            Some("categories[1]"),
+        ),
+        (json!({"productId": id, "minScore": -3}), 400, "InvalidRequest", Some("minScore")),
+        (json!({"productId": id, "excludeIds": "sku-1"}), 400, "InvalidRequest", Some("excludeIds")),
+        (json!({"productId": id, "colour": "red"}), 400, "InvalidRequest", Some("colour")),
+        (json!({"text": "a", "vector": [1.0]}), 400, "InvalidRequest", Some("vector")),
+        (json!({}), 400, "MissingQuery", None),
+        (json!("just a string"), 400, "InvalidRequest", None),
+    ];
+    for (request, status, error_type, field) in cases {
+        let shown = request.to_string().chars().take(80).collect::<String>();
+        let body = match f.invoke(&request).await {
+            Outcome::Response(v) => v,
+            other => panic!("{shown}: a function error instead of an error object: {other:?}"),
+        };
+        assert_eq!(body["statusCode"], status, "{shown}: {body}");
+        assert_eq!(body["errorType"], error_type, "{shown}: {body}");
+        assert_eq!(body["field"].as_str(), field, "{shown}: {body}");
+        let message = body["message"].as_str().expect("message");
+        if let Some(field) = field {
+            let name = field.split('[').next().unwrap_or(field);
+            assert!(message.contains(name), "{shown}: message '{message}' names no field");
+        }
+    }
+    // Nothing reached Bedrock, and the function still answers.
+    assert!(stub.received().is_empty());
+    let r = f.invoke(&json!({"productId": id, "topK": 1})).await.response();
+    assert_eq!(r["results"].as_array().map(Vec::len), Some(1));
+}
+
+async fn embedding_function(attempts: &str) -> (Function, BedrockStub, Vec<fixture::Product>) {
+    let products = fixture::products(11, 200, DIM);
+    let stub = BedrockStub::start(DIM).await;
+    let path = fixture::catalog_file(&products, DIM);
+    let env = with(
+        base_env(&path.to_string_lossy(), &stub.endpoint()),
+        &[("LMI_BEDROCK_MAX_ATTEMPTS", attempts)],
+    );
+    let f = Function::ready(env).await;
+    (f, stub, products)
+}
+
+fn throttled() -> Failure {
+    Failure {
+        status: 429,
+        code: "ThrottlingException",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bedrock_throttling_is_retried_until_it_succeeds() {
+    let (f, stub, products) = embedding_function("3").await;
+    let v = fixture::Rng::new(1).vector(DIM);
+    stub.text("blue hat", v.clone());
+    stub.fail_next([throttled(), throttled()]);
+    let r = f.invoke(&json!({"text": "blue hat", "topK": 3})).await.response();
+    fixture::assert_results(&r, &brute_force(&products, &v, 3, &[], None, &[]));
+    let statuses: Vec<u16> = stub.received().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![429, 429, 200]);
+    // Every attempt carried the same documented request.
+    let bodies: Vec<Value> = stub.received().into_iter().map(|r| r.body).collect();
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(bodies[0]["singleEmbeddingParams"]["text"]["value"], "blue hat");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bedrock_failures_are_mapped_to_clear_errors() {
+    let (f, stub, _) = embedding_function("2").await;
+    stub.text("green bag", fixture::Rng::new(2).vector(DIM));
+
+    // Throttled beyond the attempts: a function error (direct) ...
+    stub.fail_next([throttled(), throttled()]);
+    match f.invoke(&json!({"text": "green bag"})).await {
+        Outcome::Error { body, .. } => {
+            assert_eq!(body["errorType"], "EmbeddingThrottled", "{body}");
+        }
+        other => panic!("expected a function error, got {other:?}"),
+    }
+    // ... and a 429 over HTTP.
+    stub.fail_next([throttled(), throttled()]);
+    let event = json!({"requestContext": {"http": {"method": "POST"}},
+                       "body": "{\"text\": \"green bag\"}", "isBase64Encoded": false});
+    let r = f.invoke(&event).await.response();
+    assert_eq!(r["statusCode"], 429);
+
+    // Access denied is not retried and says what permission is missing.
+    stub.fail_next([Failure {
+        status: 403,
+        code: "AccessDeniedException",
+    }]);
+    let before = stub.received().len();
+    match f.invoke(&json!({"text": "green bag"})).await {
+        Outcome::Error { body, .. } => {
+            assert_eq!(body["errorType"], "EmbeddingAccessDenied");
+            assert!(body["errorMessage"].as_str().is_some_and(|m| m.contains("bedrock:InvokeModel")));
+        }
+        other => panic!("expected a function error, got {other:?}"),
+    }
+    assert_eq!(stub.received().len(), before + 1, "access denied must not be retried");
+
+    // Bedrock refusing the input is the caller's problem, named by field.
+    let bmp = base64::engine::general_purpose::STANDARD.encode(b"\xff\xd8\xffnot really a jpeg");
+    let body = f.invoke(&json!({"image": bmp})).await.response();
+    assert_eq!(body["statusCode"], 400, "{body}");
+    assert_eq!(body["errorType"], "EmbeddingInputRejected");
+    assert_eq!(body["field"], "image");
+
+    // And the function keeps answering.
+    let r = f.invoke(&json!({"text": "green bag"})).await.response();
+    assert!(r["results"].as_array().is_some_and(|a| !a.is_empty()));
+}

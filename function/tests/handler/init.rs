@@ -1,0 +1,90 @@
+//! Init failures are reported to `/init/error` with a specific type, and the process exits.
+
+use std::time::Duration;
+
+use crate::fixture::{self, DIM, Function, base_env, with};
+use crate::runtime_api::InitError;
+
+async fn init_failure(env: Vec<(String, String)>) -> InitError {
+    let mut f = Function::start(env).await;
+    let error = f
+        .api
+        .init_error(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| panic!("no init error reported:\n{}", f.output().join("\n")));
+    let status = f.exit(Duration::from_secs(20)).await.expect("bootstrap exits");
+    assert!(!status.success(), "bootstrap exited with success after an init error");
+    error
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_catalog_is_an_init_error() {
+    let missing = fixture::temp_dir("missing").join("nope.parquet");
+    let e = init_failure(base_env(&missing.to_string_lossy(), "http://127.0.0.1:9")).await;
+    assert_eq!(e.error_type, "CatalogNotFound");
+    assert!(e.message.contains("nope.parquet"), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_of_another_dimension_is_an_init_error() {
+    let path = fixture::catalog_file(&fixture::products(1, 20, DIM), DIM);
+    let env = with(
+        base_env(&path.to_string_lossy(), "http://127.0.0.1:9"),
+        &[("LMI_EMBEDDING_DIMENSIONS", "384")],
+    );
+    let e = init_failure(env).await;
+    assert_eq!(e.error_type, "CatalogDimensionMismatch");
+    assert!(e.message.contains("256") && e.message.contains("384"), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_is_not_a_catalog_is_an_init_error() {
+    let path = fixture::temp_dir("garbage").join("catalog.parquet");
+    std::fs::write(&path, b"this is not parquet").expect("write");
+    let e = init_failure(base_env(&path.to_string_lossy(), "http://127.0.0.1:9")).await;
+    assert_eq!(e.error_type, "CatalogInvalid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_environment_is_an_init_error_naming_every_variable() {
+    let path = fixture::catalog_file(&fixture::products(1, 20, DIM), DIM);
+    let env = with(
+        base_env(&path.to_string_lossy(), "http://127.0.0.1:9"),
+        &[
+            ("LMI_EMBEDDING_DIMENSIONS", "1000"),
+            ("LMI_MAX_TOP_K", "0"),
+            ("LMI_INT8", "perhaps"),
+            ("LMI_EMBEDDING_MODEL_ID", ""),
+        ],
+    );
+    let e = init_failure(env).await;
+    assert_eq!(e.error_type, "InvalidConfiguration");
+    for name in [
+        "LMI_EMBEDDING_DIMENSIONS",
+        "LMI_MAX_TOP_K",
+        "LMI_INT8",
+        "LMI_EMBEDDING_MODEL_ID",
+    ] {
+        assert!(e.message.contains(name), "{name} not named in {e:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_int8_catalog_loads_and_answers_exact_scores() {
+    let products = fixture::products(7, 400, DIM);
+    let path = fixture::catalog_file(&products, DIM);
+    let env = with(
+        base_env(&path.to_string_lossy(), "http://127.0.0.1:9"),
+        &[("LMI_INT8", "true")],
+    );
+    let f = Function::ready(env).await;
+    let p = &products[3];
+    let r = f
+        .invoke(&serde_json::json!({"productId": p.id, "topK": 5}))
+        .await
+        .response();
+    fixture::assert_results(
+        &r,
+        &fixture::brute_force(&products, &p.vector, 5, &[], None, &[p.id.as_str()]),
+    );
+}

@@ -1,0 +1,70 @@
+//! The catalog from S3 (moto's S3 through lmi-test-support's emulator).
+
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use lmi_test_support::AwsEmulator;
+use serde_json::json;
+
+use crate::fixture::{self, DIM, Function, base_env, brute_force, with};
+
+fn s3_env(aws: &AwsEmulator, uri: &str) -> Vec<(String, String)> {
+    let mut env = base_env(uri, "http://127.0.0.1:9");
+    for (k, v) in aws.client_env() {
+        env = with(env, &[(k, v.as_str())]);
+    }
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_in_s3_is_streamed_in_and_served() {
+    let aws = AwsEmulator::start().await.expect("aws emulator");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws.sdk_config())
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("catalogs")
+        .send()
+        .await
+        .expect("create bucket");
+    let products = fixture::products(21, 1500, DIM);
+    let bytes = fixture::parquet(&products, DIM);
+    s3.put_object()
+        .bucket("catalogs")
+        .key("prod/products.parquet")
+        .body(ByteStream::from(bytes))
+        .send()
+        .await
+        .expect("put catalog");
+
+    let f = Function::ready(s3_env(&aws, "s3://catalogs/prod/products.parquet")).await;
+    let p = &products[1234];
+    let r = f
+        .invoke(&json!({"productId": p.id, "topK": 8, "categories": [p.category]}))
+        .await
+        .response();
+    fixture::assert_results(
+        &r,
+        &brute_force(&products, &p.vector, 8, &[p.category.as_str()], None, &[p.id.as_str()]),
+    );
+    let loaded = f
+        .json_lines()
+        .into_iter()
+        .find(|l| l["message"] == "catalog loaded")
+        .expect("catalog loaded log line");
+    assert_eq!(loaded["rows"], 1500);
+    assert_eq!(loaded["bytes"].as_u64(), Some(fixture::parquet(&products, DIM).len() as u64));
+
+    // A key that is not there is an init error naming the object.
+    let mut missing = Function::start(s3_env(&aws, "s3://catalogs/prod/missing.parquet")).await;
+    let e = missing
+        .api
+        .init_error(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| panic!("no init error:\n{}", missing.output().join("\n")));
+    assert_eq!(e.error_type, "CatalogNotFound", "{e:?}");
+    assert!(e.message.contains("s3://catalogs/prod/missing.parquet"), "{e:?}");
+    assert!(missing.exit(Duration::from_secs(20)).await.is_some());
+}

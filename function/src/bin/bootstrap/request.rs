@@ -191,9 +191,10 @@ impl ApiError {
         }
     }
 
-    /// Whether the caller is at fault.
+    /// Whether the caller is at fault: a 4xx other than 429 (throttling is a dependency's
+    /// state, retried later, not a mistake in the request).
     pub fn is_client_error(&self) -> bool {
-        self.status < 500
+        (400..500).contains(&self.status) && self.status != 429
     }
 
     /// The error object: `{"errorType", "message", "field"?, "statusCode"}`.
@@ -210,11 +211,9 @@ impl ApiError {
     }
 }
 
-/// Parses a request body (JSON text, from an HTTP event).
+/// Parses a request body (JSON text, from an HTTP event): syntax first, then the fields.
 pub fn parse_text(body: &str, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, ApiError> {
-    let mut de = serde_json::Deserializer::from_str(body);
-    let wire: Wire = serde_path_to_error::deserialize(&mut de).map_err(|e| wire_error(&e))?;
-    de.end().map_err(|e| {
+    let value: Value = serde_json::from_str(body).map_err(|e| {
         ApiError::client(
             400,
             "InvalidJson",
@@ -222,7 +221,7 @@ pub fn parse_text(body: &str, catalog: &Catalog, max_top_k: usize) -> Result<Pre
             format!("request body is not valid JSON: {e}"),
         )
     })?;
-    check(wire, catalog, max_top_k)
+    parse_value(&value, catalog, max_top_k)
 }
 
 /// Parses a request event (a direct invocation's JSON).
@@ -266,14 +265,6 @@ fn wire_error<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> ApiErr
     }
     let path = e.path().to_string();
     if path == "." || path.is_empty() {
-        if inner.contains("line") && (inner.contains("EOF") || inner.contains("expected")) {
-            return ApiError::client(
-                400,
-                "InvalidJson",
-                None,
-                format!("request body is not valid JSON: {inner}"),
-            );
-        }
         return ApiError::client(400, "InvalidRequest", None, inner);
     }
     ApiError::invalid(path.clone(), format!("{path}: {inner}"))
@@ -581,6 +572,13 @@ mod tests {
         let e = parse_text("{\"productId\": \"a\"} trailing", &catalog(), 50).expect_err("trailing");
         assert_eq!(e.error_type, "InvalidJson");
         assert!(parse_text("{\"productId\": \"a\"}", &catalog(), 50).is_ok());
+    }
+
+    #[test]
+    fn throttling_is_not_the_callers_fault() {
+        assert!(ApiError::invalid("topK", "x").is_client_error());
+        assert!(!ApiError::server(429, "EmbeddingThrottled", "x").is_client_error());
+        assert!(!ApiError::server(502, "EmbeddingFailed", "x").is_client_error());
     }
 
     #[test]

@@ -38,8 +38,15 @@ fn check_elf(elf: &[u8], machine: u16, name: &str) {
     assert_eq!(elf[4], 2, "{name}: not a 64-bit ELF");
     assert_eq!(elf[5], 1, "{name}: not little-endian");
     let e_type = u16_at(elf, 16);
-    assert!(e_type == 2 || e_type == 3, "{name}: ELF type {e_type} is not an executable");
-    assert_eq!(u16_at(elf, 18), machine, "{name}: wrong architecture (e_machine)");
+    assert!(
+        e_type == 2 || e_type == 3,
+        "{name}: ELF type {e_type} is not an executable"
+    );
+    assert_eq!(
+        u16_at(elf, 18),
+        machine,
+        "{name}: wrong architecture (e_machine)"
+    );
     let (phoff, phentsize, phnum) = (
         u64_at(elf, 32) as usize,
         usize::from(u16_at(elf, 54)),
@@ -47,7 +54,10 @@ fn check_elf(elf: &[u8], machine: u16, name: &str) {
     );
     for i in 0..phnum {
         let at = phoff + i * phentsize;
-        assert!(at + 4 <= elf.len(), "{name}: program header {i} out of bounds");
+        assert!(
+            at + 4 <= elf.len(),
+            "{name}: program header {i} out of bounds"
+        );
         assert_ne!(
             u32_at(elf, at),
             PT_INTERP,
@@ -63,15 +73,28 @@ fn handler_zips_hold_an_executable_bootstrap_for_their_architecture() {
     for (arch, machine) in [("x86_64", EM_X86_64), ("arm64", EM_AARCH64)] {
         let path = dir.join(format!("bootstrap-{arch}.zip"));
         if !path.exists() {
-            assert!(!required, "{} is missing: run scripts/build-handler", path.display());
-            eprintln!("{} not built: run scripts/build-handler to check it", path.display());
+            assert!(
+                !required,
+                "{} is missing: run scripts/build-handler",
+                path.display()
+            );
+            eprintln!(
+                "{} not built: run scripts/build-handler to check it",
+                path.display()
+            );
             continue;
         }
         let file = std::fs::File::open(&path).expect("open zip");
         let mut zip = zip::ZipArchive::new(file).expect("a zip archive");
-        let mut entry = zip.by_name("bootstrap").expect("the zip holds `bootstrap` at its root");
+        let mut entry = zip
+            .by_name("bootstrap")
+            .expect("the zip holds `bootstrap` at its root");
         let mode = entry.unix_mode().expect("unix permissions recorded");
-        assert_eq!(mode & 0o111, 0o111, "bootstrap in {arch} zip is not executable ({mode:o})");
+        assert_eq!(
+            mode & 0o111,
+            0o111,
+            "bootstrap in {arch} zip is not executable ({mode:o})"
+        );
         let mut elf = Vec::new();
         entry.read_to_end(&mut elf).expect("read bootstrap");
         check_elf(&elf, machine, &format!("bootstrap-{arch}"));

@@ -77,8 +77,7 @@ impl BedrockStub {
                 };
                 let state = Arc::clone(&served);
                 tokio::spawn(async move {
-                    let service =
-                        service_fn(move |req| handle(Arc::clone(&state), dimension, req));
+                    let service = service_fn(move |req| handle(Arc::clone(&state), dimension, req));
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -169,13 +168,31 @@ async fn handle(
     let response = {
         let mut s = lock(&state);
         let outcome = if model_id.is_empty() {
-            (404, answer(404, Some("UnknownOperationException"), json!({"message": "unknown path"})))
+            (
+                404,
+                answer(
+                    404,
+                    Some("UnknownOperationException"),
+                    json!({"message": "unknown path"}),
+                ),
+            )
         } else if !signed {
-            (403, answer(403, Some("AccessDeniedException"), json!({"message": "request is not signed"})))
+            (
+                403,
+                answer(
+                    403,
+                    Some("AccessDeniedException"),
+                    json!({"message": "request is not signed"}),
+                ),
+            )
         } else if let Some(f) = s.failures.pop_front() {
             (
                 f.status,
-                answer(f.status, Some(f.code), json!({"message": format!("scripted {}", f.code)})),
+                answer(
+                    f.status,
+                    Some(f.code),
+                    json!({"message": format!("scripted {}", f.code)}),
+                ),
             )
         } else {
             match check(&body, &content_type, dimension).and_then(|input| lookup(&s, &input)) {
@@ -189,7 +206,11 @@ async fn handle(
                 ),
                 Err(message) => (
                     400,
-                    answer(400, Some("ValidationException"), json!({"message": message})),
+                    answer(
+                        400,
+                        Some("ValidationException"),
+                        json!({"message": message}),
+                    ),
                 ),
             }
         };
@@ -249,9 +270,15 @@ fn one_of(v: &Value, allowed: &[&str], at: &str) -> Result<(), String> {
 /// Checks the body against the documented synchronous schema.
 fn check(body: &Value, content_type: &str, dimension: usize) -> Result<InputKey, String> {
     if !content_type.starts_with("application/json") {
-        return Err(format!("content-type '{content_type}' is not application/json"));
+        return Err(format!(
+            "content-type '{content_type}' is not application/json"
+        ));
     }
-    only_keys(body, &["schemaVersion", "taskType", "singleEmbeddingParams"], "body")?;
+    only_keys(
+        body,
+        &["schemaVersion", "taskType", "singleEmbeddingParams"],
+        "body",
+    )?;
     if let Some(v) = body.get("schemaVersion") {
         one_of(v, &["nova-multimodal-embed-v1"], "schemaVersion")?;
     }
@@ -259,7 +286,14 @@ fn check(body: &Value, content_type: &str, dimension: usize) -> Result<InputKey,
     let params = &body["singleEmbeddingParams"];
     only_keys(
         params,
-        &["embeddingPurpose", "embeddingDimension", "text", "image", "audio", "video"],
+        &[
+            "embeddingPurpose",
+            "embeddingDimension",
+            "text",
+            "image",
+            "audio",
+            "video",
+        ],
         "singleEmbeddingParams",
     )?;
     one_of(
@@ -297,7 +331,11 @@ fn check(body: &Value, content_type: &str, dimension: usize) -> Result<InputKey,
         "text" => {
             let text = &params["text"];
             only_keys(text, &["truncationMode", "value", "source"], "text")?;
-            one_of(&text["truncationMode"], &["START", "END", "NONE"], "text.truncationMode")?;
+            one_of(
+                &text["truncationMode"],
+                &["START", "END", "NONE"],
+                "text.truncationMode",
+            )?;
             match text["value"].as_str() {
                 Some(v) if !v.is_empty() => Ok(InputKey::Text(v.to_owned())),
                 _ => Err("text.value must be a non-empty string".into()),
@@ -307,9 +345,17 @@ fn check(body: &Value, content_type: &str, dimension: usize) -> Result<InputKey,
             let image = &params["image"];
             only_keys(image, &["detailLevel", "format", "source"], "image")?;
             if let Some(d) = image.get("detailLevel") {
-                one_of(d, &["STANDARD_IMAGE", "DOCUMENT_IMAGE"], "image.detailLevel")?;
+                one_of(
+                    d,
+                    &["STANDARD_IMAGE", "DOCUMENT_IMAGE"],
+                    "image.detailLevel",
+                )?;
             }
-            one_of(&image["format"], &["png", "jpeg", "gif", "webp"], "image.format")?;
+            one_of(
+                &image["format"],
+                &["png", "jpeg", "gif", "webp"],
+                "image.format",
+            )?;
             only_keys(&image["source"], &["bytes", "s3Location"], "image.source")?;
             let b64 = image["source"]["bytes"]
                 .as_str()

@@ -16,33 +16,98 @@ async fn each_bad_input_is_answered_with_its_error() {
     let f = Function::ready(base_env(&path.to_string_lossy(), &stub.endpoint())).await;
     let id = products[0].id.as_str();
     let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
-        (json!({"vector": [1.0, 2.0]}), 400, "InvalidRequest", Some("vector")),
-        (json!({"vector": vec![0.0; DIM]}), 400, "InvalidRequest", Some("vector")),
-        (json!({"productId": "sku-nope"}), 404, "UnknownProduct", Some("productId")),
+        (
+            json!({"vector": [1.0, 2.0]}),
+            400,
+            "InvalidRequest",
+            Some("vector"),
+        ),
+        (
+            json!({"vector": vec![0.0; DIM]}),
+            400,
+            "InvalidRequest",
+            Some("vector"),
+        ),
+        (
+            json!({"productId": "sku-nope"}),
+            404,
+            "UnknownProduct",
+            Some("productId"),
+        ),
         (json!({"text": ""}), 400, "InvalidRequest", Some("text")),
-        (json!({"text": "x".repeat(9000)}), 413, "PayloadTooLarge", Some("text")),
+        (
+            json!({"text": "x".repeat(9000)}),
+            413,
+            "PayloadTooLarge",
+            Some("text"),
+        ),
         (json!({"image": ""}), 400, "InvalidRequest", Some("image")),
-        (json!({"image": "***"}), 400, "InvalidRequest", Some("image")),
+        (
+            json!({"image": "***"}),
+            400,
+            "InvalidRequest",
+            Some("image"),
+        ),
         (
             json!({"image": "A".repeat(8 * 1024 * 1024)}),
             413,
             "PayloadTooLarge",
             Some("image"),
         ),
-        (json!({"image": "aGVsbG8gd29ybGQ="}), 415, "UnsupportedImage", Some("image")),
-        (json!({"productId": id, "topK": 0}), 400, "InvalidRequest", Some("topK")),
-        (json!({"productId": id, "topK": 51}), 400, "InvalidRequest", Some("topK")),
-        (json!({"productId": id, "topK": 2.5}), 400, "InvalidRequest", Some("topK")),
+        (
+            json!({"image": "aGVsbG8gd29ybGQ="}),
+            415,
+            "UnsupportedImage",
+            Some("image"),
+        ),
+        (
+            json!({"productId": id, "topK": 0}),
+            400,
+            "InvalidRequest",
+            Some("topK"),
+        ),
+        (
+            json!({"productId": id, "topK": 51}),
+            400,
+            "InvalidRequest",
+            Some("topK"),
+        ),
+        (
+            json!({"productId": id, "topK": 2.5}),
+            400,
+            "InvalidRequest",
+            Some("topK"),
+        ),
         (
             json!({"productId": id, "categories": ["shoes", "spaceships"]}),
             400,
             "UnknownCategory",
             Some("categories[1]"),
         ),
-        (json!({"productId": id, "minScore": -3}), 400, "InvalidRequest", Some("minScore")),
-        (json!({"productId": id, "excludeIds": "sku-1"}), 400, "InvalidRequest", Some("excludeIds")),
-        (json!({"productId": id, "colour": "red"}), 400, "InvalidRequest", Some("colour")),
-        (json!({"text": "a", "vector": [1.0]}), 400, "InvalidRequest", Some("vector")),
+        (
+            json!({"productId": id, "minScore": -3}),
+            400,
+            "InvalidRequest",
+            Some("minScore"),
+        ),
+        (
+            json!({"productId": id, "excludeIds": "sku-1"}),
+            400,
+            "InvalidRequest",
+            Some("excludeIds"),
+        ),
+        (
+            json!({"productId": id, "colour": "red"}),
+            400,
+            "InvalidRequest",
+            Some("colour"),
+        ),
+        (
+            json!({"text": "a", "vector": [1.0]}),
+            400,
+            "InvalidRequest",
+            Some("vector"),
+        ),
         (json!({}), 400, "MissingQuery", None),
         (json!("just a string"), 400, "InvalidRequest", None),
     ];
@@ -58,12 +123,18 @@ async fn each_bad_input_is_answered_with_its_error() {
         let message = body["message"].as_str().expect("message");
         if let Some(field) = field {
             let name = field.split('[').next().unwrap_or(field);
-            assert!(message.contains(name), "{shown}: message '{message}' names no field");
+            assert!(
+                message.contains(name),
+                "{shown}: message '{message}' names no field"
+            );
         }
     }
     // Nothing reached Bedrock, and the function still answers.
     assert!(stub.received().is_empty());
-    let r = f.invoke(&json!({"productId": id, "topK": 1})).await.response();
+    let r = f
+        .invoke(&json!({"productId": id, "topK": 1}))
+        .await
+        .response();
     assert_eq!(r["results"].as_array().map(Vec::len), Some(1));
 }
 
@@ -92,14 +163,20 @@ async fn bedrock_throttling_is_retried_until_it_succeeds() {
     let v = fixture::Rng::new(1).vector(DIM);
     stub.text("blue hat", v.clone());
     stub.fail_next([throttled(), throttled()]);
-    let r = f.invoke(&json!({"text": "blue hat", "topK": 3})).await.response();
+    let r = f
+        .invoke(&json!({"text": "blue hat", "topK": 3}))
+        .await
+        .response();
     fixture::assert_results(&r, &brute_force(&products, &v, 3, &[], None, &[]));
     let statuses: Vec<u16> = stub.received().iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![429, 429, 200]);
     // Every attempt carried the same documented request.
     let bodies: Vec<Value> = stub.received().into_iter().map(|r| r.body).collect();
     assert!(bodies.windows(2).all(|w| w[0] == w[1]));
-    assert_eq!(bodies[0]["singleEmbeddingParams"]["text"]["value"], "blue hat");
+    assert_eq!(
+        bodies[0]["singleEmbeddingParams"]["text"]["value"],
+        "blue hat"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,11 +208,19 @@ async fn bedrock_failures_are_mapped_to_clear_errors() {
     match f.invoke(&json!({"text": "green bag"})).await {
         Outcome::Error { body, .. } => {
             assert_eq!(body["errorType"], "EmbeddingAccessDenied");
-            assert!(body["errorMessage"].as_str().is_some_and(|m| m.contains("bedrock:InvokeModel")));
+            assert!(
+                body["errorMessage"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("bedrock:InvokeModel"))
+            );
         }
         other => panic!("expected a function error, got {other:?}"),
     }
-    assert_eq!(stub.received().len(), before + 1, "access denied must not be retried");
+    assert_eq!(
+        stub.received().len(),
+        before + 1,
+        "access denied must not be retried"
+    );
 
     // Bedrock refusing the input is the caller's problem, named by field.
     let bmp = base64::engine::general_purpose::STANDARD.encode(b"\xff\xd8\xffnot really a jpeg");

@@ -12,8 +12,14 @@ async fn init_failure(env: Vec<(String, String)>) -> InitError {
         .init_error(Duration::from_secs(60))
         .await
         .unwrap_or_else(|| panic!("no init error reported:\n{}", f.output().join("\n")));
-    let status = f.exit(Duration::from_secs(20)).await.expect("bootstrap exits");
-    assert!(!status.success(), "bootstrap exited with success after an init error");
+    let status = f
+        .exit(Duration::from_secs(20))
+        .await
+        .expect("bootstrap exits");
+    assert!(
+        !status.success(),
+        "bootstrap exited with success after an init error"
+    );
     error
 }
 
@@ -34,7 +40,10 @@ async fn a_catalog_of_another_dimension_is_an_init_error() {
     );
     let e = init_failure(env).await;
     assert_eq!(e.error_type, "CatalogDimensionMismatch");
-    assert!(e.message.contains("256") && e.message.contains("384"), "{e:?}");
+    assert!(
+        e.message.contains("256") && e.message.contains("384"),
+        "{e:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

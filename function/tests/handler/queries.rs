@@ -33,7 +33,10 @@ async fn every_query_kind_is_answered_exactly() {
         .invoke(&json!({"text": "red running shoes", "topK": 5, "categories": ["shoes"]}))
         .await
         .response();
-    assert_results(&r, &brute_force(&products, &text_vec, 5, &["shoes"], None, &[]));
+    assert_results(
+        &r,
+        &brute_force(&products, &text_vec, 5, &["shoes"], None, &[]),
+    );
     assert_eq!(r["model"], MODEL);
     assert_eq!(r["queryKind"], "text");
     assert!(r["timings"]["embedMs"].as_f64().expect("embedMs") >= 0.0);
@@ -53,12 +56,17 @@ async fn every_query_kind_is_answered_exactly() {
     let excluded = [unfiltered[0].0.as_str()];
     let min = unfiltered[2].1 - 0.01;
     let r = f
-        .invoke(&json!({"vector": v, "topK": 10, "categories": ["hats", "bags"],
-                        "minScore": min, "excludeIds": excluded}))
+        .invoke(
+            &json!({"vector": v, "topK": 10, "categories": ["hats", "bags"],
+                        "minScore": min, "excludeIds": excluded}),
+        )
         .await
         .response();
     let expected = brute_force(&products, &v, 10, &["hats", "bags"], Some(min), &excluded);
-    assert!(!expected.is_empty() && expected.len() < 10, "minScore must cut the list");
+    assert!(
+        !expected.is_empty() && expected.len() < 10,
+        "minScore must cut the list"
+    );
     assert_results(&r, &expected);
     assert_eq!(r["model"], Value::Null);
     assert_eq!(r["timings"]["embedMs"], Value::Null);
@@ -70,19 +78,32 @@ async fn every_query_kind_is_answered_exactly() {
     assert_results(&r, &expected);
     // Payload columns come back with each hit.
     let top = &r["results"][0];
-    let product = products.iter().find(|q| q.id == top["id"]).expect("known id");
+    let product = products
+        .iter()
+        .find(|q| q.id == top["id"])
+        .expect("known id");
     assert_eq!(top["category"], product.category.as_str());
-    assert_eq!(top["payload"], json!({"name": product.name, "price": product.price}));
+    assert_eq!(
+        top["payload"],
+        json!({"name": product.name, "price": product.price})
+    );
     assert!(r["scannedRows"].as_u64() == Some(600));
     assert!(r["batchSize"].as_u64() >= Some(1));
     for key in ["queueMs", "searchMs", "totalMs"] {
-        assert!(r["timings"][key].as_f64().is_some(), "timings.{key} missing: {r}");
+        assert!(
+            r["timings"][key].as_f64().is_some(),
+            "timings.{key} missing: {r}"
+        );
     }
 
     // The stub saw exactly the two embedding requests, for the configured model.
     let received = stub.received();
     assert_eq!(received.len(), 2);
-    assert!(received.iter().all(|r| r.model_id == MODEL && r.status == 200));
+    assert!(
+        received
+            .iter()
+            .all(|r| r.model_id == MODEL && r.status == 200)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,8 +142,16 @@ async fn http_events_carry_the_same_json_and_get_status_codes() {
         (rest("GET", ""), 405, "MethodNotAllowed"),
         (rest("POST", ""), 400, "MissingQuery"),
         (rest("POST", "{\"productId\": "), 400, "InvalidJson"),
-        (rest("POST", "{\"productId\": \"nope\"}"), 404, "UnknownProduct"),
-        (rest("POST", "{\"productId\": \"sku-00001\", \"topK\": 0}"), 400, "InvalidRequest"),
+        (
+            rest("POST", "{\"productId\": \"nope\"}"),
+            404,
+            "UnknownProduct",
+        ),
+        (
+            rest("POST", "{\"productId\": \"sku-00001\", \"topK\": 0}"),
+            400,
+            "InvalidRequest",
+        ),
     ];
     for (event, status, error_type) in cases {
         let r = f.invoke(&event).await.response();
@@ -195,7 +224,9 @@ async fn fifty_concurrent_invocations_are_answered_correctly() {
 async fn logs_are_json_with_request_id_and_metrics_are_emf() {
     let products = fixture::products(4, 200, DIM);
     let (f, _stub) = setup(&products).await;
-    f.invoke(&json!({"productId": products[0].id})).await.response();
+    f.invoke(&json!({"productId": products[0].id}))
+        .await
+        .response();
     f.invoke(&json!({"productId": "missing"})).await.response();
 
     let lines = f.json_lines();
@@ -203,7 +234,11 @@ async fn logs_are_json_with_request_id_and_metrics_are_emf() {
         .iter()
         .find(|l| l["message"] == "query answered")
         .unwrap_or_else(|| panic!("no 'query answered' log line in {lines:#?}"));
-    assert!(answered["span"]["requestId"].as_str().is_some_and(|s| s.starts_with("req-")));
+    assert!(
+        answered["span"]["requestId"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("req-"))
+    );
     assert_eq!(answered["span"]["functionVersion"], "3");
     assert_eq!(answered["level"], "INFO");
 
@@ -215,7 +250,10 @@ async fn logs_are_json_with_request_id_and_metrics_are_emf() {
     assert_eq!(query["QueryKind"], "productId");
     assert_eq!(query["ScanRows"], 200);
     assert!(query["BatchSize"].as_u64() >= Some(1));
-    assert_eq!(query["_aws"]["CloudWatchMetrics"][0]["Namespace"], "LmiSimilarity");
+    assert_eq!(
+        query["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "LmiSimilarity"
+    );
     let error = emf
         .iter()
         .find(|l| l.get("Errors").is_some())

@@ -47,7 +47,14 @@ async fn a_catalog_in_s3_is_streamed_in_and_served() {
         .response();
     fixture::assert_results(
         &r,
-        &brute_force(&products, &p.vector, 8, &[p.category.as_str()], None, &[p.id.as_str()]),
+        &brute_force(
+            &products,
+            &p.vector,
+            8,
+            &[p.category.as_str()],
+            None,
+            &[p.id.as_str()],
+        ),
     );
     let loaded = f
         .json_lines()
@@ -55,7 +62,10 @@ async fn a_catalog_in_s3_is_streamed_in_and_served() {
         .find(|l| l["message"] == "catalog loaded")
         .expect("catalog loaded log line");
     assert_eq!(loaded["rows"], 1500);
-    assert_eq!(loaded["bytes"].as_u64(), Some(fixture::parquet(&products, DIM).len() as u64));
+    assert_eq!(
+        loaded["bytes"].as_u64(),
+        Some(fixture::parquet(&products, DIM).len() as u64)
+    );
 
     // A key that is not there is an init error naming the object.
     let mut missing = Function::start(s3_env(&aws, "s3://catalogs/prod/missing.parquet")).await;
@@ -65,6 +75,9 @@ async fn a_catalog_in_s3_is_streamed_in_and_served() {
         .await
         .unwrap_or_else(|| panic!("no init error:\n{}", missing.output().join("\n")));
     assert_eq!(e.error_type, "CatalogNotFound", "{e:?}");
-    assert!(e.message.contains("s3://catalogs/prod/missing.parquet"), "{e:?}");
+    assert!(
+        e.message.contains("s3://catalogs/prod/missing.parquet"),
+        "{e:?}"
+    );
     assert!(missing.exit(Duration::from_secs(20)).await.is_some());
 }

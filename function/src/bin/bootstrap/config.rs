@@ -352,7 +352,12 @@ mod tests {
 
     #[test]
     fn malformed_catalog_uris_are_refused() {
-        for bad in ["s3://bucket", "s3:///key", "https://example.com/c.parquet", "file://"] {
+        for bad in [
+            "s3://bucket",
+            "s3:///key",
+            "https://example.com/c.parquet",
+            "file://",
+        ] {
             let err = Config::from_lookup(env(&[("LMI_CATALOG_URI", bad)])).expect_err(bad);
             assert!(err.to_string().contains("LMI_CATALOG_URI"), "{err}");
         }
@@ -361,6 +366,9 @@ mod tests {
     #[test]
     fn empty_required_variables_are_refused() {
         let err = Config::from_lookup(env(&[("LMI_EMBEDDING_MODEL_ID", "  ")])).expect_err("empty");
-        assert_eq!(err.problems, vec!["LMI_EMBEDDING_MODEL_ID is empty".to_owned()]);
+        assert_eq!(
+            err.problems,
+            vec!["LMI_EMBEDDING_MODEL_ID is empty".to_owned()]
+        );
     }
 }

@@ -106,8 +106,7 @@ pub fn parse_response(body: &[u8], dimensions: usize) -> Result<Vec<f32>, ApiErr
             format!("Bedrock returned an unusable embedding response: {what}"),
         )
     };
-    let response: Response =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("{e}")))?;
+    let response: Response = serde_json::from_slice(body).map_err(|e| invalid(format!("{e}")))?;
     let Some(first) = response.embeddings.into_iter().next() else {
         return Err(invalid("no embeddings".into()));
     };
@@ -209,7 +208,10 @@ fn map_error<R: std::fmt::Debug>(
         other => ApiError::server(
             502,
             "EmbeddingFailed",
-            format!("Bedrock failed the embedding request ({}): {detail}", code_of(&other)),
+            format!(
+                "Bedrock failed the embedding request ({}): {detail}",
+                code_of(&other)
+            ),
         ),
     }
 }

@@ -92,7 +92,10 @@ impl Inner {
                     405,
                     "MethodNotAllowed",
                     None,
-                    format!("method {} is not allowed: send the query with POST", req.method),
+                    format!(
+                        "method {} is not allowed: send the query with POST",
+                        req.method
+                    ),
                 ))
             } else {
                 match req.body {
@@ -148,7 +151,11 @@ impl Inner {
             Subject::Text(text) => {
                 let t = Instant::now();
                 let v = self.embed(Input::Text(text), dims).await?;
-                (Query::by_vector(v), Some(&self.config.model_id), Some(ms(t)))
+                (
+                    Query::by_vector(v),
+                    Some(&self.config.model_id),
+                    Some(ms(t)),
+                )
             }
             Subject::Image { base64, format } => {
                 let t = Instant::now();
@@ -157,7 +164,11 @@ impl Inner {
                     format: *format,
                 };
                 let v = self.embed(input, dims).await?;
-                (Query::by_vector(v), Some(&self.config.model_id), Some(ms(t)))
+                (
+                    Query::by_vector(v),
+                    Some(&self.config.model_id),
+                    Some(ms(t)),
+                )
             }
             Subject::Vector(v) => (Query::by_vector(v.clone()), None, None),
             Subject::Product(id) => (Query::by_id(id.clone()), None, None),
@@ -262,7 +273,9 @@ fn query_error(e: QueryError) -> ApiError {
         QueryError::Dimension { .. } | QueryError::ZeroVector => {
             ApiError::invalid("vector", e.to_string())
         }
-        QueryError::NonFinite { index } => ApiError::invalid(format!("vector[{index}]"), e.to_string()),
+        QueryError::NonFinite { index } => {
+            ApiError::invalid(format!("vector[{index}]"), e.to_string())
+        }
         QueryError::UnknownId(_) => ApiError::client(
             404,
             "UnknownProduct",

@@ -88,7 +88,11 @@ mod tests {
         assert_eq!(r.body, Ok("{\"topK\":1}".to_owned()));
         let bad = json!({"requestContext": {"http": {"method": "POST"}}, "body": "%%%", "isBase64Encoded": true});
         assert_eq!(
-            detect(&bad).expect("http").body.expect_err("bad").error_type,
+            detect(&bad)
+                .expect("http")
+                .body
+                .expect_err("bad")
+                .error_type,
             "InvalidJson"
         );
     }

@@ -204,7 +204,9 @@ async fn report_init_error(error_type: &str, message: &str) {
     match request {
         Ok(request) => match client.call(request).await {
             Ok(response) if response.status().is_success() => {}
-            Ok(response) => tracing::error!(status = %response.status(), "Runtime API refused the init error"),
+            Ok(response) => {
+                tracing::error!(status = %response.status(), "Runtime API refused the init error")
+            }
             Err(e) => tracing::error!(error = %e, "cannot report init error to the Runtime API"),
         },
         Err(e) => tracing::error!(error = %e, "cannot build the init error request"),

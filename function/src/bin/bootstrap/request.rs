@@ -225,7 +225,11 @@ pub fn parse_text(body: &str, catalog: &Catalog, max_top_k: usize) -> Result<Pre
 }
 
 /// Parses a request event (a direct invocation's JSON).
-pub fn parse_value(event: &Value, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, ApiError> {
+pub fn parse_value(
+    event: &Value,
+    catalog: &Catalog,
+    max_top_k: usize,
+) -> Result<Prepared, ApiError> {
     if !event.is_object() {
         return Err(ApiError::client(
             400,
@@ -293,7 +297,9 @@ fn check(wire: Wire, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, Ap
         [first, second, ..] => {
             return Err(ApiError::invalid(
                 *second,
-                format!("give exactly one of text, image, vector or productId, not both {first} and {second}"),
+                format!(
+                    "give exactly one of text, image, vector or productId, not both {first} and {second}"
+                ),
             ));
         }
     }
@@ -315,7 +321,12 @@ fn check(wire: Wire, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, Ap
         }
         Subject::Product(id)
     } else {
-        return Err(ApiError::client(400, "MissingQuery", None, "no query given"));
+        return Err(ApiError::client(
+            400,
+            "MissingQuery",
+            None,
+            "no query given",
+        ));
     };
 
     let top_k = match wire.top_k {
@@ -333,13 +344,25 @@ fn check(wire: Wire, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, Ap
     if categories.len() > MAX_CATEGORIES {
         return Err(ApiError::invalid(
             "categories",
-            format!("categories has {} entries, at most {MAX_CATEGORIES}", categories.len()),
+            format!(
+                "categories has {} entries, at most {MAX_CATEGORIES}",
+                categories.len()
+            ),
         ));
     }
     for (i, c) in categories.iter().enumerate() {
         if catalog.category_rows(c).is_none() {
-            let known: Vec<&str> = catalog.categories().iter().map(|b| &*b.name).take(20).collect();
-            let more = if catalog.categories().len() > known.len() { ", ..." } else { "" };
+            let known: Vec<&str> = catalog
+                .categories()
+                .iter()
+                .map(|b| &*b.name)
+                .take(20)
+                .collect();
+            let more = if catalog.categories().len() > known.len() {
+                ", ..."
+            } else {
+                ""
+            };
             return Err(ApiError::client(
                 400,
                 "UnknownCategory",
@@ -367,7 +390,10 @@ fn check(wire: Wire, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, Ap
     if exclude_ids.len() > MAX_EXCLUDE_IDS {
         return Err(ApiError::invalid(
             "excludeIds",
-            format!("excludeIds has {} entries, at most {MAX_EXCLUDE_IDS}", exclude_ids.len()),
+            format!(
+                "excludeIds has {} entries, at most {MAX_EXCLUDE_IDS}",
+                exclude_ids.len()
+            ),
         ));
     }
 
@@ -424,7 +450,10 @@ fn check_image(image: String) -> Result<Subject, ApiError> {
             "image is not a PNG, JPEG, GIF or WebP image",
         )
     })?;
-    Ok(Subject::Image { base64: b64, format })
+    Ok(Subject::Image {
+        base64: b64,
+        format,
+    })
 }
 
 fn too_large_image(bytes: usize) -> ApiError {
@@ -440,7 +469,10 @@ fn check_vector(vector: Vec<f32>, dim: usize) -> Result<Subject, ApiError> {
     if vector.len() != dim {
         return Err(ApiError::invalid(
             "vector",
-            format!("vector has {} values, the catalog has dimension {dim}", vector.len()),
+            format!(
+                "vector has {} values, the catalog has dimension {dim}",
+                vector.len()
+            ),
         ));
     }
     if let Some(i) = vector.iter().position(|x| !x.is_finite()) {
@@ -450,7 +482,10 @@ fn check_vector(vector: Vec<f32>, dim: usize) -> Result<Subject, ApiError> {
         ));
     }
     if vector.iter().all(|&x| x == 0.0) {
-        return Err(ApiError::invalid("vector", "vector is all zeros: it has no direction"));
+        return Err(ApiError::invalid(
+            "vector",
+            "vector is all zeros: it has no direction",
+        ));
     }
     Ok(Subject::Vector(vector))
 }
@@ -491,8 +526,18 @@ mod tests {
         .expect("valid");
         assert_eq!(p.subject, Subject::Vector(vec![1.0, 2.0, 3.0]));
         assert_eq!(
-            (p.top_k, p.categories.clone(), p.min_score, p.exclude_ids.clone()),
-            (5, vec!["hats".to_owned()], Some(0.25), vec!["zz".to_owned()])
+            (
+                p.top_k,
+                p.categories.clone(),
+                p.min_score,
+                p.exclude_ids.clone()
+            ),
+            (
+                5,
+                vec!["hats".to_owned()],
+                Some(0.25),
+                vec!["zz".to_owned()]
+            )
         );
         assert_eq!(p.scan_rows(&catalog()), 1);
     }
@@ -507,7 +552,11 @@ mod tests {
         assert_eq!(err(json!({"topK": 3})).error_type, "MissingQuery");
         let e = err(json!({"text": "x", "productId": "a"}));
         assert_eq!(e.field.as_deref(), Some("productId"));
-        assert!(e.message.contains("not both text and productId"), "{}", e.message);
+        assert!(
+            e.message.contains("not both text and productId"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -521,9 +570,17 @@ mod tests {
             (json!({"productId": "a", "topK": 0}), "topK", 400),
             (json!({"productId": "a", "topK": 51}), "topK", 400),
             (json!({"productId": "a", "topK": "ten"}), "topK", 400),
-            (json!({"productId": "a", "categories": ["hats", "socks"]}), "categories[1]", 400),
+            (
+                json!({"productId": "a", "categories": ["hats", "socks"]}),
+                "categories[1]",
+                400,
+            ),
             (json!({"productId": "a", "minScore": 1.5}), "minScore", 400),
-            (json!({"productId": "a", "excludeIds": [1]}), "excludeIds[0]", 400),
+            (
+                json!({"productId": "a", "excludeIds": [1]}),
+                "excludeIds[0]",
+                400,
+            ),
             (json!({"productId": "a", "top_k": 3}), "top_k", 400),
             (json!({"text": "   "}), "text", 400),
             (json!({"text": "x".repeat(MAX_TEXT_CHARS + 1)}), "text", 413),
@@ -535,14 +592,20 @@ mod tests {
             let e = err(request.clone());
             assert_eq!(e.field.as_deref(), Some(field), "{request}: {e:?}");
             assert_eq!(e.status, status, "{request}: {e:?}");
-            assert!(e.message.contains(field.split('[').next().unwrap_or(field)), "{e:?}");
+            assert!(
+                e.message.contains(field.split('[').next().unwrap_or(field)),
+                "{e:?}"
+            );
         }
     }
 
     #[test]
     fn images_are_recognised_by_their_bytes() {
         let png = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\n0000");
-        match parse(json!({"image": format!("data:image/png;base64,{png}")})).expect("valid").subject {
+        match parse(json!({"image": format!("data:image/png;base64,{png}")}))
+            .expect("valid")
+            .subject
+        {
             Subject::Image { format, base64 } => {
                 assert_eq!(format, ImageFormat::Png);
                 assert_eq!(base64, png);
@@ -552,7 +615,10 @@ mod tests {
         let webp = base64::engine::general_purpose::STANDARD.encode(b"RIFF\0\0\0\0WEBPVP8 ");
         assert!(matches!(
             parse(json!({"image": webp})).expect("valid").subject,
-            Subject::Image { format: ImageFormat::Webp, .. }
+            Subject::Image {
+                format: ImageFormat::Webp,
+                ..
+            }
         ));
     }
 
@@ -569,7 +635,8 @@ mod tests {
         assert!(e.message.contains("an array"), "{e:?}");
         let e = parse_text("{\"productId\": ", &catalog(), 50).expect_err("malformed");
         assert_eq!(e.error_type, "InvalidJson");
-        let e = parse_text("{\"productId\": \"a\"} trailing", &catalog(), 50).expect_err("trailing");
+        let e =
+            parse_text("{\"productId\": \"a\"} trailing", &catalog(), 50).expect_err("trailing");
         assert_eq!(e.error_type, "InvalidJson");
         assert!(parse_text("{\"productId\": \"a\"}", &catalog(), 50).is_ok());
     }

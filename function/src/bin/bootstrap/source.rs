@@ -242,7 +242,9 @@ fn get_error<R: std::fmt::Debug>(e: SdkError<GetObjectError, R>, uri: &str) -> C
                 (GetObjectError::NoSuchKey(_), _) | (_, Some("NoSuchBucket" | "NotFound")) => {
                     CatalogError::NotFound { uri, detail }
                 }
-                (_, Some("AccessDenied" | "Forbidden")) => CatalogError::AccessDenied { uri, detail },
+                (_, Some("AccessDenied" | "Forbidden")) => {
+                    CatalogError::AccessDenied { uri, detail }
+                }
                 _ => CatalogError::Download { uri, detail },
             }
         }

@@ -132,3 +132,29 @@ fn dropping_the_last_handle_stops_the_worker() {
     assert_eq!(e2.search_blocking(&Query::by_id("p1")).unwrap().len(), 9);
     drop(e2); // joins the worker; the test would hang if it did not stop
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pass_info_reports_the_batch_each_query_shared() {
+    let rows = random_rows(11, 2000, 64, 4);
+    let e = engine(&rows, Storage::F32, options());
+    let queries = mixed_queries(12, 64, 64, rows.len());
+    let tasks: Vec<_> = queries
+        .iter()
+        .cloned()
+        .map(|q| {
+            let e = e.clone();
+            tokio::spawn(async move { e.search_with_pass(q).await })
+        })
+        .collect();
+    let mut sizes = Vec::new();
+    for (q, t) in queries.iter().zip(tasks) {
+        let (hits, pass) = t.await.expect("task ran").expect("query answered");
+        assert_eq!(hits, e.search_blocking(q).expect("query answered"));
+        assert!(pass.batch_size >= 1 && pass.batch_size <= 64, "{pass:?}");
+        sizes.push(pass.batch_size);
+    }
+    // Each pass of n queries is reported by exactly n of them.
+    let stats = e.stats();
+    let passes: usize = sizes.iter().map(|&n| 1.0 / n as f64).sum::<f64>().round() as usize;
+    assert_eq!(passes as u64, stats.coalesced_batches, "sizes {sizes:?}");
+}

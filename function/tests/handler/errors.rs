@@ -233,3 +233,55 @@ async fn bedrock_failures_are_mapped_to_clear_errors() {
     let r = f.invoke(&json!({"text": "green bag"})).await.response();
     assert!(r["results"].as_array().is_some_and(|a| !a.is_empty()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_embedding_model_text_and_image_are_refused_and_vectors_answered() {
+    let products = fixture::products(12, 60, DIM);
+    let stub = BedrockStub::start(DIM).await;
+    let path = fixture::catalog_file(&products, DIM);
+    let mut env = base_env(&path.to_string_lossy(), &stub.endpoint());
+    env.retain(|(name, _)| name != "LMI_EMBEDDING_MODEL_ID");
+    let f = Function::ready(env).await;
+    for (request, field) in [
+        (json!({"text": "red running shoes"}), "text"),
+        (
+            json!({"image": base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDRtest-image")}),
+            "image",
+        ),
+    ] {
+        let body = match f.invoke(&request).await {
+            Outcome::Response(v) => v,
+            other => panic!("{field}: a function error instead of an error object: {other:?}"),
+        };
+        assert_eq!(body["statusCode"], 400, "{body}");
+        assert_eq!(body["errorType"], "EmbeddingNotConfigured", "{body}");
+        assert_eq!(body["field"], field, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("spec.embedding")),
+            "{body}"
+        );
+    }
+    assert!(stub.received().is_empty(), "Bedrock was called");
+    let query = products[3].vector.clone();
+    let r = f
+        .invoke(&json!({"vector": query, "topK": 3}))
+        .await
+        .response();
+    let expected = brute_force(&products, &products[3].vector, 3, &[], None, &[]);
+    let ids: Vec<&str> = r["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|h| h["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        expected
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(r["model"], Value::Null, "{r}");
+}

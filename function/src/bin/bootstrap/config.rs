@@ -92,8 +92,9 @@ pub struct Config {
     /// `LMI_CATALOG_URI`.
     pub catalog: CatalogUri,
     /// `LMI_EMBEDDING_MODEL_ID`: a Bedrock model id, inference profile id or ARN of Amazon Nova
-    /// Multimodal Embeddings.
-    pub model_id: String,
+    /// Multimodal Embeddings. Unset when the function has no embedding model: it then answers
+    /// queries by `vector` and `productId` only.
+    pub model_id: Option<String>,
     /// `LMI_EMBEDDING_DIMENSIONS`: the catalog's and the query embeddings' dimension.
     pub dimensions: usize,
     /// `LMI_MAX_TOP_K`: the largest `topK` a request may ask for.
@@ -139,7 +140,18 @@ impl Config {
             }
         };
         let catalog = required("LMI_CATALOG_URI");
-        let model_id = required("LMI_EMBEDDING_MODEL_ID");
+        let model_id = match get("LMI_EMBEDDING_MODEL_ID").map(|v| v.trim().to_owned()) {
+            None => None,
+            Some(v) if v.is_empty() => {
+                problems.push(
+                    "LMI_EMBEDDING_MODEL_ID is empty (leave it unset for a function without \
+                     an embedding model)"
+                        .to_owned(),
+                );
+                None
+            }
+            Some(v) => Some(v),
+        };
         let dimensions = required("LMI_EMBEDDING_DIMENSIONS");
         let function_name = required("AWS_LAMBDA_FUNCTION_NAME");
         let function_version = required("AWS_LAMBDA_FUNCTION_VERSION");
@@ -212,7 +224,7 @@ impl Config {
             function_name,
             function_version,
         ) {
-            (Some(catalog), Some(model_id), Some(dimensions), Some(name), Some(version))
+            (Some(catalog), model_id, Some(dimensions), Some(name), Some(version))
                 if problems.is_empty() =>
             {
                 Ok(Config {
@@ -366,9 +378,23 @@ mod tests {
     #[test]
     fn empty_required_variables_are_refused() {
         let err = Config::from_lookup(env(&[("LMI_EMBEDDING_MODEL_ID", "  ")])).expect_err("empty");
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert!(
+            err.problems[0].starts_with("LMI_EMBEDDING_MODEL_ID is empty"),
+            "{err}"
+        );
+        let err = Config::from_lookup(env(&[("LMI_CATALOG_URI", "")])).expect_err("empty");
+        assert_eq!(err.problems, vec!["LMI_CATALOG_URI is empty".to_owned()]);
+    }
+
+    #[test]
+    fn the_embedding_model_is_optional() {
+        let c = Config::from_lookup(env(&[("!LMI_EMBEDDING_MODEL_ID", "")])).expect("valid");
+        assert_eq!(c.model_id, None);
+        let c = Config::from_lookup(env(&[])).expect("valid");
         assert_eq!(
-            err.problems,
-            vec!["LMI_EMBEDDING_MODEL_ID is empty".to_owned()]
+            c.model_id.as_deref(),
+            Some("amazon.nova-2-multimodal-embeddings-v1:0")
         );
     }
 }

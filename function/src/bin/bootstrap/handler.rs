@@ -150,12 +150,9 @@ impl Inner {
         let (target, model, embed_ms) = match &prepared.subject {
             Subject::Text(text) => {
                 let t = Instant::now();
-                let v = self.embed(Input::Text(text), dims).await?;
-                (
-                    Query::by_vector(v),
-                    Some(&self.config.model_id),
-                    Some(ms(t)),
-                )
+                let model = self.model("text")?;
+                let v = self.embed(model, Input::Text(text), dims).await?;
+                (Query::by_vector(v), Some(model), Some(ms(t)))
             }
             Subject::Image { base64, format } => {
                 let t = Instant::now();
@@ -163,12 +160,9 @@ impl Inner {
                     base64,
                     format: *format,
                 };
-                let v = self.embed(input, dims).await?;
-                (
-                    Query::by_vector(v),
-                    Some(&self.config.model_id),
-                    Some(ms(t)),
-                )
+                let model = self.model("image")?;
+                let v = self.embed(model, input, dims).await?;
+                (Query::by_vector(v), Some(model), Some(ms(t)))
             }
             Subject::Vector(v) => (Query::by_vector(v.clone()), None, None),
             Subject::Product(id) => (Query::by_id(id.clone()), None, None),
@@ -220,8 +214,30 @@ impl Inner {
         Ok(response)
     }
 
-    async fn embed(&self, input: Input<'_>, dims: usize) -> Result<Vec<f32>, ApiError> {
-        embed::embed(&self.bedrock, &self.config.model_id, dims, input).await
+    /// The embedding model a `text` or `image` query needs, or a 400 naming `field` when the
+    /// function has none.
+    fn model(&self, field: &str) -> Result<&str, ApiError> {
+        self.config.model_id.as_deref().ok_or_else(|| {
+            ApiError::client(
+                400,
+                "EmbeddingNotConfigured",
+                Some(field.to_owned()),
+                format!(
+                    "this function has no embedding model (spec.embedding is not set), so a \
+                     query by {field} cannot be embedded; query by vector or productId, or set \
+                     spec.embedding on the SimilarityFunction"
+                ),
+            )
+        })
+    }
+
+    async fn embed(
+        &self,
+        model: &str,
+        input: Input<'_>,
+        dims: usize,
+    ) -> Result<Vec<f32>, ApiError> {
+        embed::embed(&self.bedrock, model, dims, input).await
     }
 
     fn hit(&self, h: &Hit) -> Value {

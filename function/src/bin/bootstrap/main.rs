@@ -90,7 +90,7 @@ async fn init() -> Result<App, InitError> {
     lambda_memory_size()?;
     tracing::info!(
         catalog = %config.catalog,
-        model = %config.model_id,
+        model = config.model_id.as_deref().unwrap_or("none"),
         dimensions = config.dimensions,
         maxTopK = config.max_top_k,
         int8 = config.int8,

@@ -1,0 +1,7 @@
+//! SimilarityFunction reconciler.
+
+pub mod admission;
+pub mod desired;
+pub mod drift;
+pub mod plan;
+pub mod versions;

@@ -30,6 +30,7 @@ macro_rules! observed {
             last_update_status: c.last_update_status().map(|s| s.as_str().to_owned()),
             last_update_reason: c.last_update_status_reason().map(str::to_owned),
             revision_id: c.revision_id().map(str::to_owned),
+            last_modified: c.last_modified().map(str::to_owned),
             code_sha256: c.code_sha256().map(str::to_owned),
             config: FunctionConfig {
                 runtime: c.runtime().map(|r| r.as_str().to_owned()),
@@ -365,4 +366,33 @@ fn state(s: &State) -> Option<FunctionState> {
         State::Deleting => FunctionState::Deleting,
         _ => return None,
     })
+}
+
+/// A function ARN without its qualifier (`…:function:name:7` → `…:function:name`), as tags
+/// and status want it.
+pub fn unqualified(arn: &str) -> &str {
+    match arn.match_indices(':').nth(6) {
+        Some((i, _)) => &arn[..i],
+        None => arn,
+    }
+}
+
+/// The region in a Lambda ARN.
+pub fn region_of(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_lose_their_qualifier_and_tell_their_region() {
+        let base = "arn:aws:lambda:eu-west-1:123456789012:function:prod-search-products";
+        assert_eq!(unqualified(base), base);
+        assert_eq!(unqualified(&format!("{base}:7")), base);
+        assert_eq!(unqualified(&format!("{base}:$LATEST")), base);
+        assert_eq!(region_of(base), Some("eu-west-1"));
+        assert_eq!(region_of("nonsense"), None);
+    }
 }

@@ -125,6 +125,8 @@ pub struct ObservedFunction {
     pub last_update_reason: Option<String>,
     /// Revision id, for optimistic concurrency on publish.
     pub revision_id: Option<String>,
+    /// When the function was last created or updated (AWS's ISO-8601 text).
+    pub last_modified: Option<String>,
     /// Base64 SHA-256 of the deployment package.
     pub code_sha256: Option<String>,
     /// Configuration.

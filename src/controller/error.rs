@@ -25,6 +25,11 @@ pub enum Error {
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 
+    /// The handler build bundled with the operator cannot be used (an operator installation
+    /// problem: the image or `--handler-dir`).
+    #[error(transparent)]
+    Handler(#[from] crate::controller::similarity_function::code::BundleError),
+
     /// Something the reconcile waits for (deletion blocked by attached versions, AWS still
     /// deleting); not a failure, but it must keep the finalizer and come back later.
     #[error("waiting: {message}")]
@@ -61,6 +66,7 @@ impl Error {
                 _ => "FinalizerFailed",
             },
             Error::Waiting { reason, .. } => reason,
+            Error::Handler(_) => "HandlerBuildUnavailable",
         }
     }
 
@@ -74,6 +80,7 @@ impl Error {
                 _ => ErrorClass::Retryable,
             },
             Error::Kube { .. } | Error::Waiting { .. } => ErrorClass::Retryable,
+            Error::Handler(_) => ErrorClass::Terminal,
         }
     }
 

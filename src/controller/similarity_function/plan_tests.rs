@@ -134,6 +134,7 @@ fn observed(
         last_update_status: Some("Successful".into()),
         last_update_reason: None,
         revision_id: Some("rev-1".into()),
+        last_modified: None,
         code_sha256: Some(sha.into()),
         config: config.clone(),
     }

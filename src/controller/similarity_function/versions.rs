@@ -103,6 +103,7 @@ mod tests {
             last_update_status: None,
             last_update_reason: None,
             revision_id: None,
+            last_modified: None,
             code_sha256: Some(sha.into()),
             config: config(memory),
         }

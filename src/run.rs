@@ -1,14 +1,15 @@
 //! `lmi-operator run`: the controllers against the cluster from `KUBECONFIG` (or in-cluster)
 //! and AWS from the default credential chain (`AWS_ENDPOINT_URL` honoured).
 
+use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-
 use anyhow::Context as _;
-use futures::StreamExt;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
@@ -105,17 +106,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .load()
         .await;
     let metrics = Arc::new(Metrics::default());
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        sdk_config,
-        args.config(),
-        metrics,
-    ));
+    let ctx = Arc::new(Context::new(client, sdk_config, args.config(), metrics));
     tracing::info!(cluster = %args.cluster_name, region = %ctx.aws.region, "starting controllers");
+    controllers(ctx, shutdown_signal()).await;
+    tracing::info!("controllers stopped");
+    Ok(())
+}
 
-    let providers: Api<DeserializeGuard<CapacityProvider>> = Api::all(client.clone());
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Runs every controller until `shutdown` resolves, then lets in-flight reconciles finish.
+pub async fn controllers(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let shutdown = shutdown.boxed().shared();
+    let providers: Api<DeserializeGuard<CapacityProvider>> = Api::all(ctx.client.clone());
     let provider_controller = Controller::new(providers, watcher::Config::default().any_semantic())
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_provider, provider_error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
@@ -123,9 +149,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Err(error) => tracing::debug!(%error, "reconcile did not finish"),
             }
         });
-    futures::join!(provider_controller, run_functions(client, ctx));
-    tracing::info!("controllers stopped");
-    Ok(())
+    futures::join!(provider_controller, run_functions(ctx, shutdown));
 }
 
 type GuardedFunction = DeserializeGuard<SimilarityFunction>;
@@ -134,7 +158,8 @@ type GuardedFunction = DeserializeGuard<SimilarityFunction>;
 /// finalizers or the deletion mark change (not on its own status writes); a CapacityProvider
 /// wakes the functions that reference it when what admission reads changes; a Namespace wakes
 /// its functions when its labels change. Resyncs come from the requeue of each reconcile.
-async fn run_functions(client: Client, ctx: Arc<Context>) {
+async fn run_functions(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
+    let client = ctx.client.clone();
     let functions: Api<GuardedFunction> = Api::all(client.clone());
     let (store, writer) = reflector::store::<GuardedFunction>();
     let own = watcher(functions, watcher::Config::default().any_semantic())
@@ -168,7 +193,7 @@ async fn run_functions(client: Client, ctx: Arc<Context>) {
         .watches_stream(namespaces, move |ns| {
             functions_where(&by_namespace, |f| f.namespace() == Some(ns.name_any()))
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile_function, function_error_policy, ctx)
         .for_each(|result| async move {
             match result {

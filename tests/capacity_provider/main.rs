@@ -89,7 +89,10 @@ async fn an_applied_provider_becomes_active_and_ready_with_the_right_aws_request
     let mut expected = net.private_subnet_ids();
     expected.sort();
     assert_eq!(subnets, expected);
-    assert_eq!(vpc.security_group_ids(), std::slice::from_ref(&net.security_group_id));
+    assert_eq!(
+        vpc.security_group_ids(),
+        std::slice::from_ref(&net.security_group_id)
+    );
     assert_eq!(
         p.permissions_config()
             .expect("permissions")

@@ -169,6 +169,18 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_handler_build_is_terminal_and_retried_slowly() {
+        let e = Error::Handler(crate::controller::similarity_function::code::BundleError {
+            path: "/opt/lmi-operator/handler/bootstrap-x86_64.zip".into(),
+            problem: "No such file or directory".into(),
+        });
+        assert_eq!(e.class(), ErrorClass::Terminal);
+        assert_eq!(e.reason(), "HandlerBuildUnavailable");
+        let d = Backoff::default().delay(&e, 1);
+        assert!(d >= Duration::from_secs(240), "{d:?}");
+    }
+
+    #[test]
     fn waits_use_their_own_delay_and_keep_their_reason() {
         let e = waiting(30);
         let d = Backoff::default().delay(&e, 7);

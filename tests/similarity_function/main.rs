@@ -1,33 +1,33 @@
 //! SimilarityFunction end to end: the real controllers against the in-memory API server and the
 //! AWS emulator (through the fault proxy).
 
+#[path = "../harness/mod.rs"]
 mod harness;
 
 use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::FunctionScalingConfig;
-use harness::{
-    CONVERGE, OTHER, PROVIDER, TEAM, World, conditions, create_namespace, eventually, handler_zip,
-    has_condition, is_ready,
-};
+use harness::functions::{OTHER, PROVIDER, TEAM, conditions, handler_zip, is_ready, version};
+use harness::{CONVERGE, World, eventually, has_condition};
 use lmi_operator::api::similarity_function::FunctionState;
+use lmi_operator::controller::similarity_function::desired::code_sha256;
 use lmi_operator::identity;
 use lmi_test_support::{Fault, FaultPlan};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_on_a_ready_provider_serves_version_1_with_its_scaling() {
-    let mut world = World::start().await;
+    let (mut world, net) = World::for_functions().await;
     world.start_operator();
-    let cp = world.ready_provider().await;
+    let cp = world.ready_provider(&net).await;
     world
-        .apply(&world.function_manifest(TEAM, "products"))
+        .apply_function(&world.function(TEAM, "products"))
         .await;
 
-    let sf = world.wait_ready(TEAM, "products").await;
+    let sf = world.wait_function_ready(TEAM, "products").await;
     let status = sf.status.clone().expect("status");
-    let (_, arm_sha) = &world.handlers["arm64"];
+    let arm_sha = &world.handlers.sha256("arm64");
     assert_eq!(status.version.as_deref(), Some("1"));
     assert_eq!(status.versions, vec!["1"]);
     assert_eq!(status.state, Some(FunctionState::Active));
@@ -86,26 +86,26 @@ async fn a_function_on_a_ready_provider_serves_version_1_with_its_scaling() {
     assert_eq!(tags["team"], "search");
     assert_eq!(tags[identity::TAG_OBJECT], "team/products");
     assert_eq!(tags.get(identity::TAG_UID), sf.metadata.uid.as_ref());
-    assert_eq!(world.aws_versions(TEAM, "products").await, vec!["1"]);
+    assert_eq!(world.aws_versions(TEAM, "products").await, [1]);
     let (requested, applied) = world.aws_scaling(TEAM, "products", "1").await;
     assert_eq!(requested, Some((Some(1), Some(4))));
     assert_eq!(applied, requested);
-    assert_eq!(world.calls("CreateFunction"), 1);
-    assert_eq!(world.calls("PublishVersion"), 1);
+    assert_eq!(world.lambda_calls("CreateFunction"), 1);
+    assert_eq!(world.lambda_calls("PublishVersion"), 1);
     world.stop_operator().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_changes_publish_new_versions_and_old_ones_are_pruned_to_retain() {
-    let mut world = World::start().await;
+    let (mut world, net) = World::for_functions().await;
     world.start_operator();
-    world.ready_provider().await;
-    let mut manifest = world.function_manifest(TEAM, "products");
-    world.apply(&manifest).await;
-    world.wait_ready(TEAM, "products").await;
+    world.ready_provider(&net).await;
+    let mut manifest = world.function(TEAM, "products");
+    world.apply_function(&manifest).await;
+    world.wait_function_ready(TEAM, "products").await;
 
     manifest["spec"]["memoryMiB"] = json!(8192);
-    world.apply(&manifest).await;
+    world.apply_function(&manifest).await;
     let sf = world
         .wait_function(TEAM, "products", "Ready on version 2", |sf| {
             is_ready(sf) && sf.status.as_ref().and_then(|s| s.version.as_deref()) == Some("2")
@@ -119,7 +119,7 @@ async fn configuration_changes_publish_new_versions_and_old_ones_are_pruned_to_r
     assert_eq!(f.configuration().and_then(|c| c.memory_size()), Some(8192));
 
     manifest["spec"]["timeoutSeconds"] = json!(60);
-    world.apply(&manifest).await;
+    world.apply_function(&manifest).await;
     let sf = world
         .wait_function(TEAM, "products", "Ready on version 3", |sf| {
             is_ready(sf)
@@ -128,20 +128,20 @@ async fn configuration_changes_publish_new_versions_and_old_ones_are_pruned_to_r
         })
         .await;
     assert_eq!(sf.status.and_then(|s| s.version).as_deref(), Some("3"));
-    assert_eq!(world.aws_versions(TEAM, "products").await, vec!["2", "3"]);
+    assert_eq!(world.aws_versions(TEAM, "products").await, [2, 3]);
     let (requested, _) = world.aws_scaling(TEAM, "products", "3").await;
     assert_eq!(requested, Some((Some(1), Some(4))));
-    assert_eq!(world.calls("PublishVersion"), 3);
+    assert_eq!(world.lambda_calls("PublishVersion"), 3);
     world.stop_operator().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_the_provider_does_not_admit_is_refused_and_nothing_is_created() {
-    let mut world = World::start().await;
+    let (mut world, net) = World::for_functions().await;
     world.start_operator();
-    world.ready_provider().await;
+    world.ready_provider(&net).await;
     world
-        .apply(&world.function_manifest(OTHER, "intruder"))
+        .apply_function(&world.function(OTHER, "intruder"))
         .await;
 
     let sf = world
@@ -171,28 +171,25 @@ async fn a_namespace_the_provider_does_not_admit_is_refused_and_nothing_is_creat
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(world.aws_function_names().await.is_empty());
-    assert_eq!(world.calls("CreateFunction"), 0);
+    assert_eq!(world.lambda_calls("CreateFunction"), 0);
     assert_eq!(
-        world.calls("GetFunction"),
+        world.lambda_calls("GetFunction"),
         0,
         "a refused function is not even looked up"
     );
 
     // A provider that selects namespaces by label admits a namespace once it is labelled.
-    let mut provider = world.provider_manifest();
+    let mut provider = world.function_provider(&net);
     provider["spec"]["allowedNamespaces"] =
         json!({"selector": {"matchLabels": {"lmi.dev/environment": "production"}}});
-    world.apply(&provider).await;
-    create_namespace(
-        &world.kube,
-        "prod",
-        &[("lmi.dev/environment", "production")],
-    )
-    .await;
+    world.apply_provider(provider).await;
     world
-        .apply(&world.function_manifest("prod", "products"))
+        .create_namespace("prod", &[("lmi.dev/environment", "production")])
         .await;
-    world.wait_ready("prod", "products").await;
+    world
+        .apply_function(&world.function("prod", "products"))
+        .await;
+    world.wait_function_ready("prod", "products").await;
     assert!(
         world
             .aws_function_names()
@@ -205,10 +202,15 @@ async fn a_namespace_the_provider_does_not_admit_is_refused_and_nothing_is_creat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_waits_for_its_provider_then_proceeds() {
-    let mut world = World::start_with(Duration::from_secs(3)).await;
+    let (mut world, net) = World::for_functions().await;
+    world
+        .aws
+        .set_state_delay(Duration::from_secs(3))
+        .await
+        .expect("state delay");
     world.start_operator();
     world
-        .apply(&world.function_manifest(TEAM, "products"))
+        .apply_function(&world.function(TEAM, "products"))
         .await;
     world
         .wait_function(TEAM, "products", "waiting for a missing provider", |sf| {
@@ -221,7 +223,7 @@ async fn a_function_waits_for_its_provider_then_proceeds() {
         })
         .await;
 
-    world.apply(&world.provider_manifest()).await;
+    world.apply_provider(world.function_provider(&net)).await;
     world
         .wait_function(TEAM, "products", "waiting for a Pending provider", |sf| {
             has_condition(
@@ -233,7 +235,7 @@ async fn a_function_waits_for_its_provider_then_proceeds() {
         })
         .await;
     assert!(world.aws_function_names().await.is_empty());
-    let sf = world.wait_ready(TEAM, "products").await;
+    let sf = world.wait_function_ready(TEAM, "products").await;
     assert!(has_condition(
         conditions(&sf),
         "CapacityProviderReady",
@@ -246,7 +248,7 @@ async fn a_function_waits_for_its_provider_then_proceeds() {
 
 /// Changes the function's code and its version's scaling behind the operator's back.
 async fn tamper(world: &World, name: &str) {
-    let aws_name = world.aws_name(TEAM, name);
+    let aws_name = world.function_aws_name(TEAM, name);
     world
         .lambda
         .update_function_code()
@@ -273,14 +275,14 @@ async fn tamper(world: &World, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_and_scaling_changed_outside_git_are_corrected() {
-    let mut world = World::start().await;
+    let (mut world, net) = World::for_functions().await;
     world.start_operator();
-    world.ready_provider().await;
+    world.ready_provider(&net).await;
     world
-        .apply(&world.function_manifest(TEAM, "products"))
+        .apply_function(&world.function(TEAM, "products"))
         .await;
-    world.wait_ready(TEAM, "products").await;
-    let (_, arm_sha) = world.handlers["arm64"].clone();
+    world.wait_function_ready(TEAM, "products").await;
+    let arm_sha = world.handlers.sha256("arm64");
 
     tamper(&world, "products").await;
     let repaired = eventually(CONVERGE, || async {
@@ -306,20 +308,20 @@ async fn code_and_scaling_changed_outside_git_are_corrected() {
         })
         .await;
     assert_eq!(sf.status.and_then(|s| s.version).as_deref(), Some("1"));
-    assert_eq!(world.aws_versions(TEAM, "products").await, vec!["1"]);
-    assert_eq!(world.calls("PublishVersion"), 1);
+    assert_eq!(world.aws_versions(TEAM, "products").await, [1]);
+    assert_eq!(world.lambda_calls("PublishVersion"), 1);
     world.stop_operator().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_report_drift_is_only_reported() {
-    let mut world = World::start().await;
+    let (mut world, net) = World::for_functions().await;
     world.start_operator();
-    world.ready_provider().await;
-    let mut manifest = world.function_manifest(TEAM, "products");
+    world.ready_provider(&net).await;
+    let mut manifest = world.function(TEAM, "products");
     manifest["spec"]["driftPolicy"] = json!("Report");
-    world.apply(&manifest).await;
-    world.wait_ready(TEAM, "products").await;
+    world.apply_function(&manifest).await;
+    world.wait_function_ready(TEAM, "products").await;
 
     tamper(&world, "products").await;
     world.proxy.clear_log();
@@ -349,9 +351,9 @@ async fn under_report_drift_is_only_reported() {
     // Several resyncs later AWS is still as it was changed.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(
-        world.mutating_calls().is_empty(),
+        world.operator_calls(true).is_empty(),
         "{:?}",
-        world.mutating_calls()
+        world.operator_calls(true)
     );
     let (requested, _) = world.aws_scaling(TEAM, "products", "1").await;
     assert_eq!(requested, Some((Some(0), Some(40))));
@@ -360,41 +362,42 @@ async fn under_report_drift_is_only_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_function_then_the_provider_leaves_nothing_in_aws() {
-    let mut world = World::start().await;
+    let (mut world, net) = World::for_functions().await;
     world.start_operator();
-    world.ready_provider().await;
-    let mut manifest = world.function_manifest(TEAM, "products");
-    world.apply(&manifest).await;
-    world.wait_ready(TEAM, "products").await;
+    world.ready_provider(&net).await;
+    let mut manifest = world.function(TEAM, "products");
+    world.apply_function(&manifest).await;
+    world.wait_function_ready(TEAM, "products").await;
     manifest["spec"]["memoryMiB"] = json!(8192);
-    world.apply(&manifest).await;
+    world.apply_function(&manifest).await;
     world
         .wait_function(TEAM, "products", "on version 2", |sf| {
             is_ready(sf) && sf.status.as_ref().and_then(|s| s.version.as_deref()) == Some("2")
         })
         .await;
-    let function_name = world.aws_name(TEAM, "products");
     let provider_name = identity::capacity_provider_name(harness::CLUSTER, PROVIDER);
+    assert_eq!(world.aws_versions(TEAM, "products").await, [1, 2]);
+    let attached = world.attached_versions(&provider_name).await;
+    for version in [":1", ":2"] {
+        assert!(
+            attached.iter().any(|arn| arn.ends_with(version)),
+            "{attached:?}"
+        );
+    }
 
-    world.delete(Some(TEAM), "products").await;
-    world.wait_gone(Some(TEAM), "products").await;
-    world.delete(None, PROVIDER).await;
-    world.wait_gone(None, PROVIDER).await;
+    world.delete_function(TEAM, "products").await;
+    world.wait_function_gone(TEAM, "products").await;
+    // The function and every version are gone before the provider is touched.
+    assert!(world.aws_function_names().await.is_empty());
+    assert!(world.aws_versions(TEAM, "products").await.is_empty());
+    assert!(world.attached_versions(&provider_name).await.is_empty());
+    assert_eq!(world.lambda_calls("DeleteFunction"), 1);
 
+    world.delete_provider(PROVIDER).await;
+    world.wait_provider_gone(PROVIDER).await;
     assert!(world.aws_function_names().await.is_empty());
     assert!(
-        world
-            .lambda
-            .list_versions_by_function()
-            .function_name(&function_name)
-            .send()
-            .await
-            .is_err(),
-        "versions of {function_name} remain"
-    );
-    assert_eq!(
-        world.aws_provider_count().await,
-        0,
+        world.aws_provider_names().await.is_empty(),
         "{provider_name} remains"
     );
     world.stop_operator().await;
@@ -402,9 +405,9 @@ async fn deleting_the_function_then_the_provider_leaves_nothing_in_aws() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_the_middle_of_publishing_publishes_no_duplicate() {
-    let mut world = World::start().await;
+    let (mut world, net) = World::for_functions().await;
     world.start_operator();
-    world.ready_provider().await;
+    world.ready_provider(&net).await;
     // Every call after PublishVersion fails, so the version gets published but nothing about it
     // is recorded in Kubernetes; then the operator dies.
     world.proxy.fail_next(
@@ -412,10 +415,11 @@ async fn a_restart_in_the_middle_of_publishing_publishes_no_duplicate() {
         (0..10_000).map(|_| Fault::InternalError),
     );
     world
-        .apply(&world.function_manifest(TEAM, "products"))
+        .apply_function(&world.function(TEAM, "products"))
         .await;
     let published = eventually(CONVERGE, || async {
-        world.calls("PublishVersion") > 0 && world.calls("GetFunctionScalingConfig") > 0
+        world.lambda_calls("PublishVersion") > 0
+            && world.lambda_calls("GetFunctionScalingConfig") > 0
     })
     .await;
     assert!(published, "no PublishVersion was made");
@@ -426,15 +430,15 @@ async fn a_restart_in_the_middle_of_publishing_publishes_no_duplicate() {
         .await
         .expect("function");
     assert_eq!(sf.status.and_then(|s| s.version), None);
-    assert_eq!(world.aws_versions(TEAM, "products").await, vec!["1"]);
+    assert_eq!(world.aws_versions(TEAM, "products").await, [1]);
 
     world.proxy.clear_faults();
     world.start_operator();
-    let sf = world.wait_ready(TEAM, "products").await;
+    let sf = world.wait_function_ready(TEAM, "products").await;
     assert_eq!(sf.status.and_then(|s| s.version).as_deref(), Some("1"));
-    assert_eq!(world.aws_versions(TEAM, "products").await, vec!["1"]);
+    assert_eq!(world.aws_versions(TEAM, "products").await, [1]);
     assert_eq!(
-        world.calls("PublishVersion"),
+        world.lambda_calls("PublishVersion"),
         1,
         "published again after the restart"
     );
@@ -443,9 +447,9 @@ async fn a_restart_in_the_middle_of_publishing_publishes_no_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_through_throttling_server_errors_and_resets() {
-    let mut world = World::start().await;
+    let (mut world, net) = World::for_functions().await;
     world.start_operator();
-    world.ready_provider().await;
+    world.ready_provider(&net).await;
     world.proxy.set_plan(
         FaultPlan::seeded(7)
             .throttle(0.15)
@@ -458,20 +462,20 @@ async fn converges_through_throttling_server_errors_and_resets() {
         [Fault::Throttle, Fault::InternalError, Fault::Throttle],
     );
     for name in ["products", "catalog"] {
-        world.apply(&world.function_manifest(TEAM, name)).await;
+        world.apply_function(&world.function(TEAM, name)).await;
     }
     for name in ["products", "catalog"] {
-        let sf = world.wait_ready(TEAM, name).await;
+        let sf = world.wait_function_ready(TEAM, name).await;
         assert_eq!(sf.status.and_then(|s| s.version).as_deref(), Some("1"));
-        assert_eq!(world.aws_versions(TEAM, name).await, vec!["1"]);
+        assert_eq!(world.aws_versions(TEAM, name).await, [1]);
     }
     let mut names = world.aws_function_names().await;
     names.sort();
     assert_eq!(
         names,
         vec![
-            world.aws_name(TEAM, "catalog"),
-            world.aws_name(TEAM, "products")
+            world.function_aws_name(TEAM, "catalog"),
+            world.function_aws_name(TEAM, "products")
         ]
     );
     world.stop_operator().await;
@@ -479,30 +483,208 @@ async fn converges_through_throttling_server_errors_and_resets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_ready_functions_resync_without_a_single_mutating_call() {
-    let mut world = World::start().await;
+    let (mut world, net) = World::for_functions().await;
     world.start_operator();
-    world.ready_provider().await;
+    world.ready_provider(&net).await;
     let names: Vec<String> = (0..50).map(|i| format!("fn-{i:02}")).collect();
     for name in &names {
-        world.apply(&world.function_manifest(TEAM, name)).await;
+        world.apply_function(&world.function(TEAM, name)).await;
     }
     for name in &names {
-        world.wait_ready(TEAM, name).await;
+        world.wait_function_ready(TEAM, name).await;
     }
     // Let in-flight reconciles finish, then count a few resync intervals.
     tokio::time::sleep(Duration::from_secs(3)).await;
     world.proxy.clear_log();
     tokio::time::sleep(world.config.resync_interval * 4).await;
-    let mutating = world.mutating_calls();
+    let mutating = world.operator_calls(true);
     assert!(
         mutating.is_empty(),
         "steady state made mutating calls: {mutating:?}"
     );
-    let reads = world.calls("GetFunction");
+    let reads = world.lambda_calls("GetFunction");
     assert!(
         reads >= 50,
         "only {reads} GetFunction calls: did the resyncs run?"
     );
     assert_eq!(world.aws_function_names().await.len(), 50);
+    world.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_changed_or_function_deleted_outside_git_is_restored() {
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    world.ready_provider(&net).await;
+    world
+        .apply_function(&world.function(TEAM, "products"))
+        .await;
+    world.wait_function_ready(TEAM, "products").await;
+    let aws_name = world.function_aws_name(TEAM, "products");
+
+    world
+        .lambda
+        .update_function_configuration()
+        .function_name(&aws_name)
+        .memory_size(1024)
+        .send()
+        .await
+        .expect("change memory by hand");
+    let restored = eventually(CONVERGE, || async {
+        let f = world.aws_function(TEAM, "products").await;
+        f.and_then(|f| f.configuration().and_then(|c| c.memory_size())) == Some(4096)
+    })
+    .await;
+    assert!(restored, "the operator did not restore the memory size");
+    let reasons = world.event_reasons("products");
+    assert!(
+        reasons.iter().any(|r| r == "UpdatedFunctionConfiguration"),
+        "{reasons:?}"
+    );
+    // Version 1 never changed: it still serves the spec, nothing is published.
+    let sf = world
+        .wait_function(TEAM, "products", "back in sync", |sf| {
+            is_ready(sf) && has_condition(conditions(sf), "Drifted", "False", Some("InSync"))
+        })
+        .await;
+    assert_eq!(version(&sf), Some("1"));
+    assert_eq!(world.lambda_calls("PublishVersion"), 1);
+
+    // Deleted by hand: created again, published, scaled.
+    world
+        .lambda
+        .delete_function()
+        .function_name(&aws_name)
+        .send()
+        .await
+        .expect("delete by hand");
+    let recreated = eventually(CONVERGE, || async {
+        world.lambda_calls("PublishVersion") == 2
+    })
+    .await;
+    assert!(recreated, "the deleted function was not published again");
+    let sf = world
+        .wait_function(TEAM, "products", "recreated and in sync", |sf| {
+            is_ready(sf) && has_condition(conditions(sf), "Drifted", "False", Some("InSync"))
+        })
+        .await;
+    assert_eq!(version(&sf), Some("1"));
+    assert_eq!(world.lambda_calls("CreateFunction"), 2);
+    assert_eq!(world.aws_versions(TEAM, "products").await, [1]);
+    let (requested, _) = world.aws_scaling(TEAM, "products", "1").await;
+    assert_eq!(requested, Some((Some(1), Some(4))));
+    let reasons = world.event_reasons("products");
+    assert!(reasons.iter().any(|r| r == "DriftCorrected"), "{reasons:?}");
+    world.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_from_s3_waits_slowly_for_a_missing_object_then_deploys_it() {
+    let (mut world, net) = World::for_functions().await;
+    world
+        .aws
+        .put_object("artifacts", "README", b"handler builds live here")
+        .await
+        .expect("create the bucket");
+    world.start_operator();
+    world.ready_provider(&net).await;
+    let mut manifest = world.function(TEAM, "products");
+    manifest["spec"]["code"] = json!({"s3": {"bucket": "artifacts", "key": "handler/v2.zip"}});
+    world.apply_function(&manifest).await;
+
+    let sf = world
+        .wait_function(TEAM, "products", "refused for the missing object", |sf| {
+            has_condition(conditions(sf), "Ready", "False", Some("InvalidRequest"))
+        })
+        .await;
+    assert!(has_condition(
+        conditions(&sf),
+        "Synced",
+        "False",
+        Some("InvalidRequest")
+    ));
+    let message = &harness::condition(conditions(&sf), "Ready")
+        .expect("Ready")
+        .message;
+    assert!(
+        message.contains("CreateFunction") && message.contains("S3"),
+        "{message}"
+    );
+    assert!(world.aws_function_names().await.is_empty());
+    // Retried slowly (every ~2 s in tests), not in a hot loop.
+    let before = world.lambda_calls("CreateFunction");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let attempts = world.lambda_calls("CreateFunction") - before;
+    assert!(attempts <= 4, "{attempts} CreateFunction attempts in 5 s");
+
+    let zip = handler_zip("uploaded to s3");
+    world
+        .aws
+        .put_object("artifacts", "handler/v2.zip", &zip)
+        .await
+        .expect("upload the code");
+    let sf = world.wait_function_ready(TEAM, "products").await;
+    let sha = code_sha256(&zip);
+    let status = sf.status.expect("status");
+    assert_eq!(status.code_sha256.as_ref(), Some(&sha));
+    assert_eq!(status.version.as_deref(), Some("1"));
+    assert_eq!(world.aws_code_sha256(TEAM, "products").await, Some(sha));
+    world.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_architecture_without_a_handler_build_gets_a_clear_condition() {
+    let (mut world, net) = World::for_functions().await;
+    world.handlers.remove("x86_64");
+    world.start_operator();
+    let mut provider = world.function_provider(&net);
+    provider["metadata"]["name"] = json!("intel");
+    provider["spec"]["instances"]["architecture"] = json!("x86_64");
+    world.apply_provider(provider).await;
+    world
+        .wait_provider("intel", "Ready", |cp| {
+            has_condition(harness::provider_conditions(cp), "Ready", "True", None)
+        })
+        .await;
+    let mut manifest = world.function(TEAM, "products");
+    manifest["spec"]["capacityProviderRef"]["name"] = json!("intel");
+    world.apply_function(&manifest).await;
+
+    let sf = world
+        .wait_function(TEAM, "products", "refused for the missing build", |sf| {
+            has_condition(
+                conditions(sf),
+                "Ready",
+                "False",
+                Some("HandlerBuildUnavailable"),
+            )
+        })
+        .await;
+    let message = &harness::condition(conditions(&sf), "Ready")
+        .expect("Ready")
+        .message;
+    assert!(
+        message.contains("bootstrap-x86_64.zip") && message.contains("--handler-dir"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(world.aws_function_names().await.is_empty());
+    assert_eq!(
+        world.lambda_calls("GetFunction") + world.lambda_calls("CreateFunction"),
+        0,
+        "nothing is looked up or created without a build"
+    );
+
+    // The build shows up (a fixed image): the function deploys on the next slow retry.
+    world.handlers.restore("x86_64");
+    let sf = world.wait_function_ready(TEAM, "products").await;
+    let status = sf.status.expect("status");
+    assert_eq!(status.code_sha256, Some(world.handlers.sha256("x86_64")));
+    let f = world
+        .aws_function(TEAM, "products")
+        .await
+        .expect("function");
+    let c = f.configuration().expect("configuration");
+    assert_eq!(c.architectures()[0].as_str(), "x86_64");
     world.stop_operator().await;
 }

@@ -39,6 +39,7 @@ use self::plan::{Desired, Input, Next, Standing};
 use crate::api::common::DriftPolicy;
 use crate::api::conditions::{self as cond, reason};
 use crate::api::similarity_function::SimilarityFunction;
+use crate::aws::ErrorClass;
 use crate::aws::model::CodeSource;
 use crate::controller::conditions::Conditions;
 use crate::controller::context::Context;
@@ -175,6 +176,7 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
     let retry_failed_update = retry_failed_update(sf, &world, ctx.config.backoff.terminal);
     let mut changes = Vec::new();
     let mut standing = Standing::Waiting(format!("still converging function {}", desired.name));
+    let mut last_step = None;
     for _ in 0..MAX_STEPS {
         let next = plan::next(&Input {
             desired: &desired,
@@ -185,8 +187,23 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
             retry_failed_update,
         });
         match next {
+            // A call whose answer left the plan unchanged is not made again in this pass:
+            // repeating it would only be a hot loop of writes.
+            Next::Do(step) if last_step.as_ref() == Some(&step) => {
+                standing = Standing::Stuck {
+                    reason: reason::AWS_FAILED,
+                    message: format!(
+                        "Lambda accepted {} on function {} but still differs from the spec \
+                         afterwards; retrying slowly",
+                        step.operation(),
+                        desired.name
+                    ),
+                };
+                break;
+            }
             Next::Do(step) => {
-                changes.push(apply::run(&aws, &step, &desired, &code, &mut world).await?)
+                changes.push(apply::run(&aws, &step, &desired, &code, &mut world).await?);
+                last_step = Some(step);
             }
             Next::ReadScaling(v) => {
                 let scaling = resolve::read_scaling(&aws, &desired.name, &v).await?;
@@ -322,7 +339,10 @@ async fn publish_condition_events(sf: &SimilarityFunction, ctx: &Context, c: &Co
 }
 
 /// Records a failed reconcile on the object: `Synced=False` with the error's reason, the other
-/// conditions kept. Best effort — the error itself goes to the error policy either way.
+/// conditions kept — except that an error no retry can fix (a code object missing from S3, a
+/// handler build missing for the provider's architecture, a parameter Lambda refuses) also
+/// makes `Ready=False` with that reason, since the function cannot serve the spec until someone
+/// acts. Best effort — the error itself goes to the error policy either way (slow retry).
 async fn report_failure(sf: &SimilarityFunction, ctx: &Context, error: &Error) {
     let mut status = sf.status.clone().unwrap_or_default();
     let generation = sf.metadata.generation.unwrap_or_default();
@@ -331,6 +351,9 @@ async fn report_failure(sf: &SimilarityFunction, ctx: &Context, error: &Error) {
         c.keep(t);
     }
     c.set(cond::SYNCED, false, error.reason(), error.to_string());
+    if error.class() == ErrorClass::Terminal {
+        c.set(cond::READY, false, error.reason(), error.to_string());
+    }
     let changed = !c.changed().is_empty();
     status.conditions = c.into_vec();
     if let Err(e) = report::patch(&api(sf, ctx), sf, &status).await {

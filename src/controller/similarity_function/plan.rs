@@ -95,6 +95,21 @@ pub enum Step {
     Prune(Vec<String>),
 }
 
+impl Step {
+    /// The Lambda operation the step calls.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Step::Create => "CreateFunction",
+            Step::Tag(_) => "TagResource",
+            Step::UpdateCode => "UpdateFunctionCode",
+            Step::UpdateConfig => "UpdateFunctionConfiguration",
+            Step::Publish { .. } => "PublishVersion",
+            Step::PutScaling(_) => "PutFunctionScalingConfig",
+            Step::Prune(_) => "DeleteFunction",
+        }
+    }
+}
+
 /// Where the function stands once nothing is left to do in this pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Standing {

@@ -404,6 +404,29 @@ async fn deleting_the_function_then_the_provider_leaves_nothing_in_aws() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_leaves_the_function_and_its_versions_in_aws() {
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    world.ready_provider(&net).await;
+    let mut manifest = world.function(TEAM, "products");
+    manifest["spec"]["deletionPolicy"] = json!("Retain");
+    world.apply_function(&manifest).await;
+    world.wait_function_ready(TEAM, "products").await;
+
+    world.delete_function(TEAM, "products").await;
+    world.wait_function_gone(TEAM, "products").await;
+    assert_eq!(
+        world.aws_function_names().await,
+        [world.function_aws_name(TEAM, "products")]
+    );
+    assert_eq!(world.aws_versions(TEAM, "products").await, [1]);
+    assert_eq!(world.lambda_calls("DeleteFunction"), 0);
+    let reasons = world.event_reasons("products");
+    assert!(reasons.iter().any(|r| r == "Retained"), "{reasons:?}");
+    world.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_the_middle_of_publishing_publishes_no_duplicate() {
     let (mut world, net) = World::for_functions().await;
     world.start_operator();

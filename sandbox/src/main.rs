@@ -228,6 +228,7 @@ fn start_operator(
         .envs(aws.client_env())
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err_log)

@@ -6,21 +6,15 @@
 //! real `kubectl`; waits until every resource is Ready; prints what a user would check; and
 //! keeps everything running until Ctrl-C. `scripts/sandbox` builds what it needs and runs it.
 
-mod catalog;
-mod fixtures;
-mod manifests;
-mod report;
+use lmi_sandbox::{absolute, detail, fixtures, kubectl, manifests, path_str, report, step, stop};
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use lmi_test_apiserver::TestApiServer;
 use lmi_test_support::{AwsEmulator, EmulatorOptions};
-use tokio::process::{Child, Command};
 
 /// Flags of `lmi-sandbox` (`scripts/sandbox` passes the paths of what it built).
 #[derive(Parser, Debug)]
@@ -119,7 +113,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     step("starting lmi-operator");
     let log_path = args.state.join("operator.log");
-    let mut operator = start_operator(&args, &aws, &kubeconfig, &log_path)?;
+    let mut operator = lmi_sandbox::spawn_operator(
+        &args.operator,
+        &args.handler_dir,
+        aws.client_env(),
+        &kubeconfig,
+        &log_path,
+        &["--resync-interval", "30s", "--pending-interval", "1s"],
+    )?;
     detail(&format!("logs in {}", log_path.display()));
 
     let rendered = args.state.join("examples");
@@ -202,57 +203,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts `lmi-operator run` against the API server and the emulator.
-fn start_operator(
-    args: &Args,
-    aws: &AwsEmulator,
-    kubeconfig: &Path,
-    log_path: &Path,
-) -> anyhow::Result<Child> {
-    let log = File::create(log_path).with_context(|| format!("create {}", log_path.display()))?;
-    let err_log = log.try_clone()?;
-    Command::new(&args.operator)
-        .args([
-            "run",
-            "--cluster-name",
-            "sandbox",
-            "--resync-interval",
-            "30s",
-            "--pending-interval",
-            "1s",
-            "--log-format",
-            "text",
-        ])
-        .arg("--handler-dir")
-        .arg(absolute(&args.handler_dir)?)
-        .envs(aws.client_env())
-        .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err_log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("start {}", args.operator.display()))
-}
-
-/// Asks the operator to stop (SIGTERM, as Kubernetes does) and waits for it.
-async fn stop(operator: &mut Child) {
-    if let Some(pid) = operator.id() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-    }
-    if tokio::time::timeout(Duration::from_secs(20), operator.wait())
-        .await
-        .is_err()
-    {
-        let _ = operator.kill().await;
-    }
-}
-
 /// Ctrl-C or SIGTERM.
 async fn shutdown() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -266,38 +216,4 @@ async fn shutdown() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-}
-
-/// Runs kubectl with the sandbox kubeconfig, its output going to ours.
-async fn kubectl(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(kubectl)
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .status()
-        .await
-        .with_context(|| format!("run {}", kubectl.display()))?;
-    if !status.success() {
-        bail!("kubectl {} failed ({status})", args.join(" "));
-    }
-    Ok(())
-}
-
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    if path.is_absolute() {
-        return Ok(path.to_owned());
-    }
-    Ok(std::env::current_dir()?.join(path))
-}
-
-fn path_str(path: &Path) -> anyhow::Result<&str> {
-    path.to_str()
-        .with_context(|| format!("{} is not UTF-8", path.display()))
-}
-
-fn step(text: &str) {
-    println!("==> {text}");
-}
-
-fn detail(text: &str) {
-    println!("    {text}");
 }

@@ -69,7 +69,12 @@ mod tests {
     fn a_role_of_the_same_partition_passes() {
         assert!(check_role("roleArn", "arn:aws:iam::123456789012:role/x", "eu-west-1").is_ok());
         assert!(
-            check_role("roleArn", "arn:aws-cn:iam::123456789012:role/x", "cn-north-1").is_ok()
+            check_role(
+                "roleArn",
+                "arn:aws-cn:iam::123456789012:role/x",
+                "cn-north-1"
+            )
+            .is_ok()
         );
     }
 

@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
-use kube::{Api, Client};
+use kube::Api;
 use lmi_sandbox::{detail, spawn_operator, step, stop};
 use lmi_test_apiserver::TestApiServer;
 use lmi_test_support::{AwsEmulator, FaultProxy, Network};

@@ -11,4 +11,5 @@ pub mod identity;
 pub mod instance_types;
 pub mod metrics;
 pub mod network;
+pub mod partition;
 pub mod run;

@@ -142,6 +142,8 @@ fn classify<E>(
             (NotFound, "NotFound")
         }
         "ResourceConflictException"
+        // PublishVersion's CodeSha256 / RevisionId guard: `$LATEST` changed since it was read.
+        | "PreconditionFailedException"
         | "ResourceInUseException"
         | "DependencyViolation"
         | "IncorrectState"

@@ -3,6 +3,7 @@
 
 pub mod ec2;
 pub mod error;
+pub mod functions;
 pub mod lambda;
 pub mod model;
 

@@ -11,6 +11,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use super::error::Backoff;
+use super::similarity_function::code::HandlerBundles;
 use crate::aws::AwsClients;
 use crate::metrics::Metrics;
 
@@ -59,6 +60,8 @@ pub struct Context {
     pub config: Config,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The handler builds bundled with the operator (`--handler-dir`).
+    pub handlers: HandlerBundles,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -81,6 +84,7 @@ impl Context {
             aws: AwsClients::new(&sdk_config),
             sdk_config,
             regional: Mutex::new(HashMap::new()),
+            handlers: HandlerBundles::new(&config.handler_dir),
             config,
             metrics,
             failures: Mutex::new(HashMap::new()),

@@ -270,6 +270,24 @@ impl Function {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The printed JSON lines once one of them satisfies `done` (the process's output is read
+    /// by another task, so a line printed just before a response may not have arrived yet);
+    /// all lines so far after `timeout`.
+    pub async fn json_lines_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let lines = self.json_lines();
+            if lines.iter().any(&done) || tokio::time::Instant::now() >= deadline {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The printed lines that are JSON objects.
     pub fn json_lines(&self) -> Vec<Value> {
         self.output()

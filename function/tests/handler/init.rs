@@ -63,7 +63,7 @@ async fn bad_environment_is_an_init_error_naming_every_variable() {
             ("LMI_EMBEDDING_DIMENSIONS", "1000"),
             ("LMI_MAX_TOP_K", "0"),
             ("LMI_INT8", "perhaps"),
-            ("LMI_EMBEDDING_MODEL_ID", ""),
+            ("LMI_EMBEDDING_MODEL_ID", " "),
         ],
     );
     let e = init_failure(env).await;

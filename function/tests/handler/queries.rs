@@ -229,7 +229,11 @@ async fn logs_are_json_with_request_id_and_metrics_are_emf() {
         .response();
     f.invoke(&json!({"productId": "missing"})).await.response();
 
-    let lines = f.json_lines();
+    let lines = f
+        .json_lines_until(std::time::Duration::from_secs(10), |l| {
+            l.get("_aws").is_some() && l.get("Errors").is_some()
+        })
+        .await;
     let answered = lines
         .iter()
         .find(|l| l["message"] == "query answered")

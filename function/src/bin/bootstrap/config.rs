@@ -140,6 +140,9 @@ impl Config {
             }
         };
         let catalog = required("LMI_CATALOG_URI");
+        let dimensions = required("LMI_EMBEDDING_DIMENSIONS");
+        let function_name = required("AWS_LAMBDA_FUNCTION_NAME");
+        let function_version = required("AWS_LAMBDA_FUNCTION_VERSION");
         let model_id = match get("LMI_EMBEDDING_MODEL_ID").map(|v| v.trim().to_owned()) {
             None => None,
             Some(v) if v.is_empty() => {
@@ -152,9 +155,6 @@ impl Config {
             }
             Some(v) => Some(v),
         };
-        let dimensions = required("LMI_EMBEDDING_DIMENSIONS");
-        let function_name = required("AWS_LAMBDA_FUNCTION_NAME");
-        let function_version = required("AWS_LAMBDA_FUNCTION_VERSION");
 
         let catalog = catalog.and_then(|raw| {
             CatalogUri::parse(&raw)

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod fixtures;
 pub mod manifests;
+pub mod query;
 pub mod report;
 
 use std::fs::File;

@@ -6,7 +6,9 @@
 //! real `kubectl`; waits until every resource is Ready; prints what a user would check; and
 //! keeps everything running until Ctrl-C. `scripts/sandbox` builds what it needs and runs it.
 
-use lmi_sandbox::{absolute, detail, fixtures, kubectl, manifests, path_str, report, step, stop};
+use lmi_sandbox::{
+    absolute, detail, fixtures, kubectl, manifests, path_str, query, report, step, stop,
+};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -171,8 +173,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     step("what the operator created in AWS");
     report::aws_side(&aws).await?;
 
-    if let Some(_handler) = &args.handler {
-        step("a sample similarity query through the handler");
+    if let (Some(handler), Some((namespace, name))) = (&args.handler, examples.functions.first()) {
+        step(&format!(
+            "a sample similarity query through the handler ({namespace}/{name})"
+        ));
+        match query::sample(&client, &aws, handler, namespace, name).await {
+            Ok(answer) => query::print(&answer),
+            Err(error) => {
+                stop(&mut operator).await;
+                return Err(error.context("the sample query"));
+            }
+        }
     }
 
     println!();

@@ -37,7 +37,8 @@ pub fn fixtures(fixtures: &Fixtures) {
     }
 }
 
-fn resource(kind: &str) -> ApiResource {
+/// The API resource of one of our kinds.
+pub fn resource(kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("lmi.dev", "v1alpha1", kind))
 }
 

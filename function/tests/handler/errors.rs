@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::bedrock::{BedrockStub, Failure};
 use crate::fixture::{self, DIM, Function, base_env, brute_force, with};
-use crate::runtime_api::Outcome;
+use lmi_test_support::runtime_api::Outcome;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_bad_input_is_answered_with_its_error() {

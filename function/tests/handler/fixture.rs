@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::runtime_api::{Outcome, RuntimeApi};
+use lmi_test_support::runtime_api::{Outcome, RuntimeApi};
 
 /// The model id the functions are configured with.
 pub const MODEL: &str = "amazon.nova-2-multimodal-embeddings-v1:0";
@@ -210,7 +210,9 @@ pub fn base_env(catalog: &str, bedrock: &str) -> Vec<(String, String)> {
 impl Function {
     /// Starts `bootstrap` with `env` (and nothing else from this process's environment).
     pub async fn start(env: Vec<(String, String)>) -> Function {
-        let api = RuntimeApi::start().await;
+        let api = RuntimeApi::start()
+            .await
+            .expect("start the Runtime API emulator");
         let mut command = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
         command
             .env_clear()

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::fixture::{self, DIM, Function, base_env, with};
-use crate::runtime_api::InitError;
+use lmi_test_support::runtime_api::InitError;
 
 async fn init_failure(env: Vec<(String, String)>) -> InitError {
     let mut f = Function::start(env).await;

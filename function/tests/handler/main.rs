@@ -7,5 +7,4 @@ mod errors;
 mod fixture;
 mod init;
 mod queries;
-mod runtime_api;
 mod s3;

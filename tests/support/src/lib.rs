@@ -13,6 +13,7 @@ mod emulator;
 mod error;
 mod network;
 mod proxy;
+pub mod runtime_api;
 mod sdk;
 
 pub use emulator::{AwsEmulator, EmulatorOptions, script_path};

@@ -1,5 +1,5 @@
 //! A local Lambda Runtime API (the `2018-06-01` interface a custom runtime talks to), enough to
-//! run the real `bootstrap` in a test: it hands out invocations to every `/invocation/next`
+//! run the real `bootstrap` in a test or in the sandbox: it hands out invocations to every `/invocation/next`
 //! long-poll at once (several in flight, as Lambda Managed Instances do), collects
 //! `/response` and `/error` per request id, and records `/init/error`.
 
@@ -85,9 +85,9 @@ impl Drop for RuntimeApi {
 
 impl RuntimeApi {
     /// Starts listening on a free port.
-    pub async fn start() -> RuntimeApi {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
+    pub async fn start() -> std::io::Result<RuntimeApi> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
         let (submit, queue) = mpsc::unbounded_channel();
         let state = Arc::new(State {
             queue: tokio::sync::Mutex::new(queue),
@@ -112,13 +112,13 @@ impl RuntimeApi {
                 });
             }
         });
-        RuntimeApi {
+        Ok(RuntimeApi {
             addr,
             state,
             submit,
             next_id: AtomicU64::new(1),
             server,
-        }
+        })
     }
 
     /// The value for `AWS_LAMBDA_RUNTIME_API` (`host:port`).
@@ -126,26 +126,40 @@ impl RuntimeApi {
         self.addr.to_string()
     }
 
-    /// Invokes the function with `payload` and waits (up to 60 s) for its outcome.
+    /// Invokes the function with `payload` and waits (up to 60 s) for its outcome; panics
+    /// (failing the test) when it is not answered.
     pub async fn invoke(&self, payload: &Value) -> Outcome {
+        match self.try_invoke(payload, Duration::from_secs(60)).await {
+            Ok(outcome) => outcome,
+            Err(problem) => panic!("{problem}"),
+        }
+    }
+
+    /// Invokes the function with `payload` and waits up to `wait` for its outcome.
+    pub async fn try_invoke(&self, payload: &Value, wait: Duration) -> Result<Outcome, String> {
         let id = format!(
             "req-{:04}-{}",
             self.next_id.fetch_add(1, Ordering::Relaxed),
             std::process::id()
         );
+        let payload = serde_json::to_vec(payload)
+            .map(Bytes::from)
+            .map_err(|e| format!("cannot encode the payload: {e}"))?;
         let (tx, rx) = oneshot::channel();
         lock(&self.state.waiting).insert(id.clone(), tx);
-        let payload = Bytes::from(serde_json::to_vec(payload).expect("encode"));
         self.submit
             .send(Invocation {
                 id: id.clone(),
                 payload,
             })
-            .expect("emulator running");
-        match tokio::time::timeout(Duration::from_secs(60), rx).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => panic!("invocation {id} dropped"),
-            Err(_) => panic!("invocation {id} not answered in 60 s"),
+            .map_err(|_| "the runtime API emulator has stopped".to_owned())?;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) => Err(format!("invocation {id} dropped")),
+            Err(_) => Err(format!(
+                "invocation {id} not answered in {:.0} s",
+                wait.as_secs_f64()
+            )),
         }
     }
 

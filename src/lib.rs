@@ -12,3 +12,4 @@ pub mod instance_types;
 pub mod metrics;
 pub mod network;
 pub mod run;
+pub mod runtime;

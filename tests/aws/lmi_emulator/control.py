@@ -1,0 +1,110 @@
+"""Test controls, served unsigned under ``/moto-api/lmi/`` (moto's own control namespace).
+
+``POST /moto-api/lmi/config`` with any of
+    {"StateDelaySeconds": 2.5, "MaxCapacityProviders": 3, "MaxVersionsPerCapacityProvider": 10}
+changes the settings and answers all of them.
+
+``POST /moto-api/lmi/state`` forces a state that AWS would reach by itself, e.g. a provider or a
+version that failed:
+    {"CapacityProviderName": "cp", "State": "Failed"}
+    {"FunctionName": "fn", "Qualifier": "3", "State": "Failed"}
+``"State": null`` returns the resource to its natural lifecycle. ``Account`` (default
+123456789012) and ``Region`` (default us-east-1) pick the resource's home.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from moto.core import DEFAULT_ACCOUNT_ID
+
+from . import capacity_providers, lifecycle, limits
+from .attachments import lambda_backend
+from .function_state import lmi_state
+from .lifecycle import LOCK
+
+CAPACITY_PROVIDER_STATES = {"Pending", "Active", "Failed", "Deleting"}
+FUNCTION_STATES = {"Pending", "Active", "ActiveNonInvocable", "Failed", "Inactive"}
+
+
+def _reply(status: int, body: dict[str, Any]) -> tuple[int, dict[str, str], str]:
+    return status, {"Content-Type": "application/json"}, json.dumps(body)
+
+
+def _body(request: Any) -> dict[str, Any]:
+    data = request.get_data() if hasattr(request, "get_data") else request.data
+    try:
+        body = json.loads(data or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+def config(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+    try:
+        body = _body(request)
+        with LOCK:
+            if "StateDelaySeconds" in body:
+                lifecycle.set_delay(float(body["StateDelaySeconds"]))
+            if "MaxCapacityProviders" in body:
+                limits.max_capacity_providers = int(body["MaxCapacityProviders"])
+            if "MaxVersionsPerCapacityProvider" in body:
+                limits.max_versions_per_capacity_provider = int(
+                    body["MaxVersionsPerCapacityProvider"]
+                )
+    except (ValueError, TypeError) as error:
+        return _reply(400, {"message": str(error)})
+    return _reply(
+        200,
+        {
+            "StateDelaySeconds": lifecycle.delay(),
+            "MaxCapacityProviders": limits.max_capacity_providers,
+            "MaxVersionsPerCapacityProvider": limits.max_versions_per_capacity_provider,
+        },
+    )
+
+
+def state(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+    try:
+        body = _body(request)
+    except ValueError as error:
+        return _reply(400, {"message": str(error)})
+    account = body.get("Account", DEFAULT_ACCOUNT_ID)
+    region = body.get("Region", "us-east-1")
+    forced = body.get("State")
+    with LOCK:
+        if "CapacityProviderName" in body:
+            if forced is not None and forced not in CAPACITY_PROVIDER_STATES:
+                return _reply(400, {"message": f"unknown capacity provider state {forced}"})
+            provider = capacity_providers.providers(account, region).get(
+                body["CapacityProviderName"]
+            )
+            if provider is None:
+                return _reply(404, {"message": "no such capacity provider"})
+            provider.lifecycle.forced = forced
+            return _reply(200, {"State": provider.state})
+        if "FunctionName" in body:
+            if forced is not None and forced not in FUNCTION_STATES:
+                return _reply(400, {"message": f"unknown function state {forced}"})
+            storage = lambda_backend(account, region)._lambdas
+            try:
+                fn = storage.get_function_by_name_or_arn_with_qualifier(
+                    body["FunctionName"], body.get("Qualifier", "$LATEST")
+                )
+            except Exception:  # moto's not-found errors are several classes
+                return _reply(404, {"message": "no such function version"})
+            settling = lmi_state(fn)
+            if settling is None:
+                return _reply(400, {"message": "the function does not run on a capacity provider"})
+            settling.forced = forced
+            return _reply(200, {"State": settling.current()})
+    return _reply(400, {"message": "name a CapacityProviderName or a FunctionName"})
+
+
+URL_PATHS = {
+    "{0}/moto-api/lmi/config$": config,
+    "{0}/moto-api/lmi/state$": state,
+}

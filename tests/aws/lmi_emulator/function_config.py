@@ -1,0 +1,231 @@
+"""Functions on capacity providers: the LMI members of moto's classic function operations.
+
+- CreateFunction / UpdateFunctionConfiguration: ``CapacityProviderConfig`` is validated (shape,
+  the provider exists and is Active, memory per vCPU is 2, 4 or 8 GiB) and kept (see
+  ``function_state``). Once created, a function cannot move between capacity providers or on or
+  off one.
+- PublishVersion, and CreateFunction / UpdateFunctionCode with ``PublishTo``: ``PublishTo:
+  LATEST_PUBLISHED`` publishes (or republishes) the ``$LATEST.PUBLISHED`` version instead of a
+  numbered one. A version is only published when code or configuration changed since the one it
+  would replace, as Lambda does. New versions on a provider start ``Pending``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+from urllib.parse import unquote
+
+from moto.awslambda.models import LambdaFunction, LambdaStorage
+from moto.awslambda.responses import LambdaResponse
+from moto.core.responses import TYPE_RESPONSE
+
+from . import capacity_providers, limits
+from .attachments import lambda_backend, versions_on
+from .function_state import (
+    capacity_provider_arn,
+    capacity_provider_config,
+    start_settling,
+)
+from .incoming import account_region, json_body, validate_member
+from .lifecycle import LOCK
+from .wire import conflict, invalid_parameter, modelled_error, not_found
+
+LATEST_PUBLISHED = "$LATEST.PUBLISHED"
+ALLOWED_MEMORY_GIB_PER_VCPU = (2.0, 4.0, 8.0)
+
+# FunctionConfiguration members that differ between versions without a change of function.
+_VOLATILE = {
+    "Description",  # PublishVersion may override it for the version
+    "FunctionArn",
+    "Version",
+    "LastModified",
+    "State",
+    "StateReason",
+    "StateReasonCode",
+    "LastUpdateStatus",
+    "RevisionId",
+}
+
+_original_create_function = LambdaResponse.create_function
+_original_update_function_configuration = LambdaResponse.update_function_configuration
+_original_update_function_code = LambdaResponse.update_function_code
+
+
+def check_capacity_provider_config(account: str, region: str, config: Any, structure: str) -> None:
+    validate_member(structure, "CapacityProviderConfig", config, "capacityProviderConfig")
+    inner = config["LambdaManagedInstancesCapacityProviderConfig"]
+    arn = inner["CapacityProviderArn"]
+    provider = capacity_providers.find_by_arn(account, region, arn)
+    if provider is None:
+        raise not_found(f"Capacity provider not found: {arn}")
+    if provider.state != "Active":
+        raise conflict(
+            f"Capacity provider {provider.name} is not Active (state: {provider.state})."
+        )
+    ratio = inner.get("ExecutionEnvironmentMemoryGiBPerVCpu")
+    if ratio is not None and float(ratio) not in ALLOWED_MEMORY_GIB_PER_VCPU:
+        raise invalid_parameter(
+            f"ExecutionEnvironmentMemoryGiBPerVCpu must be one of 2.0, 4.0 or 8.0, got {ratio}."
+        )
+
+
+def check_version_limit(account: str, region: str, provider_arn: str) -> None:
+    if len(versions_on(account, region, provider_arn)) >= limits.max_versions_per_capacity_provider:
+        raise modelled_error(
+            "FunctionVersionsPerCapacityProviderLimitExceededException",
+            f"The number of function versions on capacity provider {provider_arn} exceeds "
+            f"the limit of {limits.max_versions_per_capacity_provider}.",
+        )
+
+
+def check_publish_to(structure: str, body: dict[str, Any], fn_config: Any) -> str | None:
+    publish_to = body.get("PublishTo")
+    if publish_to is None:
+        return None
+    validate_member(structure, "PublishTo", publish_to, "publishTo")
+    if fn_config is None:
+        raise invalid_parameter("PublishTo is only supported for functions on a capacity provider.")
+    return publish_to
+
+
+def _replace_body(request: LambdaResponse, body: dict[str, Any]) -> None:
+    # moto's handlers read `json_body`, which parses `body` on every access.
+    request.body = json.dumps(body)
+
+
+def _published_response(fn: LambdaFunction) -> TYPE_RESPONSE:
+    return 201, {"status": 201}, json.dumps(fn.get_configuration())
+
+
+# --- CreateFunction, UpdateFunctionConfiguration, UpdateFunctionCode --------------------------
+
+
+def create_function(self: LambdaResponse) -> TYPE_RESPONSE:
+    body = json_body(self)
+    account, region = account_region(self)
+    config = body.get("CapacityProviderConfig")
+    with LOCK:
+        if config is not None:
+            check_capacity_provider_config(account, region, config, "CreateFunctionRequest")
+            inner = config["LambdaManagedInstancesCapacityProviderConfig"]
+            check_version_limit(account, region, inner["CapacityProviderArn"])
+        publish_to = check_publish_to("CreateFunctionRequest", body, config)
+        if publish_to is None:
+            return _original_create_function(self)
+        _replace_body(self, {k: v for k, v in body.items() if k not in ("Publish", "PublishTo")})
+        _original_create_function(self)
+        storage = lambda_backend(account, region)._lambdas
+        return _published_response(publish(storage, body["FunctionName"], "", publish_to))
+
+
+def update_function_configuration(self: LambdaResponse) -> TYPE_RESPONSE:
+    body = json_body(self)
+    account, region = account_region(self)
+    function_name = unquote(self.path.rsplit("/", 2)[-2])
+    with LOCK:
+        fn = lambda_backend(account, region).get_function(function_name)
+        if "CapacityProviderConfig" in body:
+            config = body["CapacityProviderConfig"]
+            check_capacity_provider_config(
+                account, region, config, "UpdateFunctionConfigurationRequest"
+            )
+            new_arn = config["LambdaManagedInstancesCapacityProviderConfig"]["CapacityProviderArn"]
+            if capacity_provider_arn(fn) != new_arn:
+                current = capacity_provider_arn(fn) or "no capacity provider"
+                raise invalid_parameter(
+                    "The capacity provider of a function cannot be changed; "
+                    f"{function_name} runs on {current}."
+                )
+        return _original_update_function_configuration(self)
+
+
+def update_function_code(self: LambdaResponse) -> TYPE_RESPONSE:
+    body = json_body(self)
+    account, region = account_region(self)
+    function_name = unquote(self.path.rsplit("/", 2)[-2])
+    with LOCK:
+        fn = lambda_backend(account, region).get_function(function_name)
+        publish_to = check_publish_to(
+            "UpdateFunctionCodeRequest", body, capacity_provider_config(fn)
+        )
+        if publish_to is None:
+            return _original_update_function_code(self)
+        _replace_body(self, {k: v for k, v in body.items() if k not in ("Publish", "PublishTo")})
+        _original_update_function_code(self)
+        storage = lambda_backend(account, region)._lambdas
+        fn = publish(storage, function_name, "", publish_to)
+        return 200, {}, json.dumps(fn.get_configuration())
+
+
+# --- PublishVersion ---------------------------------------------------------------------------
+
+
+def publish_version(self: LambdaResponse) -> TYPE_RESPONSE:
+    body = json_body(self)
+    account, region = account_region(self)
+    function_name = unquote(self.path.split("/")[-2])
+    with LOCK:
+        storage = lambda_backend(account, region)._lambdas
+        fn = storage.get_function_by_name_or_arn_forbid_qualifier(function_name)
+        publish_to = check_publish_to("PublishVersionRequest", body, capacity_provider_config(fn))
+        published = publish(storage, function_name, body.get("Description") or "", publish_to)
+        return _published_response(published)
+
+
+def fingerprint(fn: LambdaFunction) -> str:
+    """What a published version freezes: code and configuration, without per-version fields."""
+    config = {k: v for k, v in fn.get_configuration().items() if k not in _VOLATILE}
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def publish(
+    storage: LambdaStorage, name_or_arn: str, description: str = "", publish_to: str | None = None
+) -> LambdaFunction:
+    """Publish $LATEST as the next numbered version, or as $LATEST.PUBLISHED. Replaces moto's
+    ``LambdaStorage.publish_version`` (which CreateFunction's ``Publish`` also goes through)."""
+    latest = storage.get_function_by_name_or_arn_forbid_qualifier(name_or_arn)
+    group = storage._functions[latest.function_name]
+    versions: list[LambdaFunction] = group["versions"]
+    if publish_to == "LATEST_PUBLISHED":
+        version: str | int = LATEST_PUBLISHED
+        previous = next((v for v in versions if str(v.version) == LATEST_PUBLISHED), None)
+    else:
+        numbered = [v for v in versions if str(v.version).isdigit()]
+        version = max((int(v.version) for v in numbered), default=0) + 1
+        previous = max(numbered, key=lambda v: int(v.version), default=None)
+    if previous is not None and fingerprint(previous) == fingerprint(latest):
+        return previous  # nothing changed since: Lambda returns the existing version
+
+    provider_arn = capacity_provider_arn(latest)
+    if provider_arn is not None:
+        account, region = storage.account_id, storage.region_name
+        if publish_to != "LATEST_PUBLISHED" or previous is None:
+            check_version_limit(account, region, provider_arn)
+
+    fn = copy.copy(latest)
+    fn.set_version(version)  # type: ignore[arg-type]
+    if description:
+        fn.description = description
+    start_settling(fn)
+    if publish_to == "LATEST_PUBLISHED" and previous is not None:
+        versions.remove(previous)
+    versions.append(fn)
+    storage._arns[fn.function_arn] = fn
+    latest.code_or_config_updated = False
+    return fn
+
+
+def _storage_publish_version(
+    self: LambdaStorage, name_or_arn: str, description: str = ""
+) -> LambdaFunction:
+    return publish(self, name_or_arn, description)
+
+
+def install() -> None:
+    LambdaResponse.create_function = create_function  # type: ignore[method-assign]
+    LambdaResponse.update_function_configuration = update_function_configuration  # type: ignore[method-assign]
+    LambdaResponse.update_function_code = update_function_code  # type: ignore[method-assign]
+    LambdaResponse.publish_version = publish_version  # type: ignore[method-assign]
+    LambdaStorage.publish_version = _storage_publish_version  # type: ignore[method-assign]

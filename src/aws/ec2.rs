@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, LocationType, ResourceType, SecurityGroup, Tag,
-    TagSpecification, VpcEndpointType,
+    TagSpecification, VpcEndpoint, VpcEndpointType,
 };
 
 use super::error::AwsError;
@@ -392,14 +392,7 @@ impl Ec2 {
         Ok(out
             .vpc_endpoints()
             .iter()
-            .filter(|e| {
-                !matches!(
-                    e.state()
-                        .map(|s| s.as_str().to_ascii_lowercase())
-                        .as_deref(),
-                    Some("deleting" | "deleted" | "failed" | "rejected")
-                )
-            })
+            .filter(|e| !in_state(e, &["deleting", "deleted", "failed", "rejected"]))
             .filter_map(|e| e.vpc_id().map(str::to_owned))
             .collect())
     }
@@ -419,14 +412,7 @@ impl Ec2 {
         Ok(out
             .vpc_endpoints()
             .iter()
-            .filter(|e| {
-                !matches!(
-                    e.state()
-                        .map(|s| s.as_str().to_ascii_lowercase())
-                        .as_deref(),
-                    Some("deleting" | "deleted")
-                )
-            })
+            .filter(|e| !in_state(e, &["deleting", "deleted"]))
             .filter_map(|e| {
                 let service = e.service_name()?.rsplit('.').next()?.to_owned();
                 Some((service, e.vpc_endpoint_id()?.to_owned()))
@@ -562,6 +548,13 @@ impl Ec2 {
 
 /// Tag telling the operator's security groups apart (`instances` or `endpoints`).
 pub const ROLE_TAG: &str = "lmi.dev/role";
+
+/// Whether an endpoint is in one of `states` (EC2 reports them in any case).
+fn in_state(endpoint: &VpcEndpoint, states: &[&str]) -> bool {
+    endpoint
+        .state()
+        .is_some_and(|s| states.iter().any(|x| s.as_str().eq_ignore_ascii_case(x)))
+}
 
 fn permission(rule: &EgressRule) -> IpPermission {
     IpPermission::builder()

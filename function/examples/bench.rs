@@ -1,0 +1,463 @@
+//! Benchmark driver for `scripts/bench-similarity` (not a test, not part of the Lambda binary).
+//!
+//! Subcommands (all output is JSON on stdout):
+//! - `gen --dir D --n N --dim D [--queries Q] [--seed S]`: a synthetic catalog of normalised
+//!   Gaussian vectors, grouped into 16 categories, as `catalog.parquet` (what we load),
+//!   `vectors.npy` and `queries.npy` (what the Python baselines load). File row i = catalog row i.
+//! - `run --dir D --threads T --storage f32|int8`: load (timed, RSS after), then single-query
+//!   latency, batches of 32, and 32 concurrent clients through the coalescing front; prints the
+//!   figures and the top-10 rows of the first queries for the exactness and recall checks.
+//! - `membw --threads T`: memory read bandwidth (the ceiling for a single-query scan).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::builder::{FixedSizeListBuilder, Float32Builder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use lmi_similarity::{Catalog, Engine, EngineOptions, LoadOptions, Query, Storage};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use rayon::prelude::*;
+use serde_json::{Value, json};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+const CATEGORIES: usize = 16;
+const ROW_GROUP: usize = 16 * 1024;
+const K: usize = 10;
+
+fn main() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = Flags::parse(&args[1.min(args.len())..]);
+    let out = match args.first().map(String::as_str) {
+        Some("gen") => gen_data(&flags)?,
+        Some("run") => run(&flags)?,
+        Some("membw") => membw(flags.usize("threads", 1))?,
+        _ => return Err("usage: bench gen|run|membw [--flag value]...".into()),
+    };
+    println!("{}", serde_json::to_string(&out)?);
+    Ok(())
+}
+
+struct Flags(HashMap<String, String>);
+
+impl Flags {
+    fn parse(args: &[String]) -> Self {
+        let mut m = HashMap::new();
+        for pair in args.chunks(2) {
+            if let [k, v] = pair {
+                m.insert(k.trim_start_matches("--").to_string(), v.clone());
+            }
+        }
+        Self(m)
+    }
+    fn usize(&self, k: &str, default: usize) -> usize {
+        self.0
+            .get(k)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+    fn str(&self, k: &str, default: &str) -> String {
+        self.0
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    }
+}
+
+// ---- data ---------------------------------------------------------------------------------
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A unit vector of Gaussian components, from (seed, index) alone.
+fn gaussian_unit(seed: u64, index: u64, dim: usize) -> Vec<f32> {
+    let mut state = splitmix(seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let mut v = Vec::with_capacity(dim);
+    while v.len() < dim {
+        state = splitmix(state);
+        let u1 = ((state >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        state = splitmix(state);
+        let u2 = (state >> 11) as f64 / (1u64 << 53) as f64;
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = std::f64::consts::TAU * u2;
+        v.push((r * t.cos()) as f32);
+        v.push((r * t.sin()) as f32);
+    }
+    v.truncate(dim);
+    let n = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    v.iter().map(|&x| (f64::from(x) / n) as f32).collect()
+}
+
+fn npy_header(rows: usize, dim: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    let mut h = dict.into_bytes();
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(b' ');
+    }
+    h.push(b'\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    out.extend(h);
+    out
+}
+
+fn write_npy(
+    path: &Path,
+    rows: usize,
+    dim: usize,
+    mut row: impl FnMut(usize) -> Vec<f32>,
+) -> Res<()> {
+    let mut w = BufWriter::with_capacity(8 << 20, File::create(path)?);
+    w.write_all(&npy_header(rows, dim))?;
+    for i in 0..rows {
+        for x in row(i) {
+            w.write_all(&x.to_le_bytes())?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn read_npy(path: &Path) -> Res<(usize, usize, Vec<f32>)> {
+    let mut bytes = Vec::new();
+    File::open(path)?.read_to_end(&mut bytes)?;
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + hlen])?;
+    let shape = header.split("'shape': (").nth(1).ok_or("npy shape")?;
+    let shape: Vec<usize> = shape
+        .split(')')
+        .next()
+        .ok_or("npy shape")?
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let data = bytes[10 + hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok((shape[0], shape[1], data))
+}
+
+fn gen_data(f: &Flags) -> Res<Value> {
+    let dir = PathBuf::from(f.str("dir", "target/bench-data"));
+    let (n, dim, nq, seed) = (
+        f.usize("n", 200_000),
+        f.usize("dim", 1024),
+        f.usize("queries", 256),
+        f.usize("seed", 42) as u64,
+    );
+    std::fs::create_dir_all(&dir)?;
+    let meta = json!({"n": n, "dim": dim, "queries": nq, "seed": seed, "categories": CATEGORIES});
+    let meta_path = dir.join("meta.json");
+    if std::fs::read_to_string(&meta_path)
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        == Some(meta.clone())
+    {
+        return Ok(json!({"generated": false, "dir": dir}));
+    }
+    let t = Instant::now();
+    let schema_batch = |rows: std::ops::Range<usize>, vecs: &[Vec<f32>]| -> Res<RecordBatch> {
+        let mut ids = StringBuilder::new();
+        let mut cats = StringBuilder::new();
+        let mut emb = FixedSizeListBuilder::with_capacity(
+            Float32Builder::with_capacity(vecs.len() * dim),
+            dim as i32,
+            vecs.len(),
+        );
+        for (i, v) in rows.zip(vecs) {
+            ids.append_value(format!("p{i}"));
+            // Category blocks in file order, so file row i is catalog row i.
+            cats.append_value(format!("cat{:02}", i * CATEGORIES / n));
+            emb.values().append_slice(v);
+            emb.append(true);
+        }
+        Ok(RecordBatch::try_from_iter([
+            ("id", Arc::new(ids.finish()) as ArrayRef),
+            ("category", Arc::new(cats.finish()) as ArrayRef),
+            ("embedding", Arc::new(emb.finish()) as ArrayRef),
+        ])?)
+    };
+    let props = WriterProperties::builder()
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_max_row_group_row_count(Some(ROW_GROUP))
+        .build();
+    let parquet_path = dir.join("catalog.parquet");
+    let mut npy = BufWriter::with_capacity(8 << 20, File::create(dir.join("vectors.npy"))?);
+    npy.write_all(&npy_header(n, dim))?;
+    let mut writer: Option<ArrowWriter<File>> = None;
+    for start in (0..n).step_by(ROW_GROUP) {
+        let end = (start + ROW_GROUP).min(n);
+        let vecs: Vec<Vec<f32>> = (start..end)
+            .into_par_iter()
+            .map(|i| gaussian_unit(seed, i as u64, dim))
+            .collect();
+        for v in &vecs {
+            for x in v {
+                npy.write_all(&x.to_le_bytes())?;
+            }
+        }
+        let batch = schema_batch(start..end, &vecs)?;
+        let w = match writer.as_mut() {
+            Some(w) => w,
+            None => writer.insert(ArrowWriter::try_new(
+                File::create(&parquet_path)?,
+                batch.schema(),
+                Some(props.clone()),
+            )?),
+        };
+        w.write(&batch)?;
+    }
+    npy.flush()?;
+    if let Some(w) = writer {
+        w.close()?;
+    }
+    write_npy(&dir.join("queries.npy"), nq, dim, |i| {
+        gaussian_unit(seed ^ 0xABCD_EF01, i as u64, dim)
+    })?;
+    std::fs::write(&meta_path, serde_json::to_string(&meta)?)?;
+    Ok(json!({"generated": true, "dir": dir, "seconds": t.elapsed().as_secs_f64()}))
+}
+
+// ---- measurements -------------------------------------------------------------------------
+
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn stats(mut v: Vec<f64>) -> Value {
+    v.sort_by(f64::total_cmp);
+    json!({"median_ms": percentile(&v, 0.5) * 1e3, "p99_ms": percentile(&v, 0.99) * 1e3,
+           "min_ms": percentile(&v, 0.0) * 1e3, "samples": v.len()})
+}
+
+fn read_file_seconds(path: &Path) -> Res<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let bytes = std::fs::read(path)?;
+        best = best.min(t.elapsed().as_secs_f64());
+        drop(bytes);
+    }
+    Ok(best)
+}
+
+fn run(f: &Flags) -> Res<Value> {
+    let dir = PathBuf::from(f.str("dir", "target/bench-data"));
+    let threads = f.usize("threads", 1);
+    let storage = match f.str("storage", "f32").as_str() {
+        "int8" => Storage::Int8,
+        _ => Storage::F32,
+    };
+    let parquet_path = dir.join("catalog.parquet");
+    let file_bytes = std::fs::metadata(&parquet_path)?.len();
+    let read_s = read_file_seconds(&parquet_path)?;
+    let rss_before = rss_bytes();
+    let t = Instant::now();
+    let catalog = Catalog::from_parquet_path(
+        &parquet_path,
+        &LoadOptions {
+            storage,
+            ..Default::default()
+        },
+    )?;
+    let load_s = t.elapsed().as_secs_f64();
+    let rss_after = rss_bytes();
+    let memory = catalog.memory();
+    let (n, dim) = (catalog.len(), catalog.dim());
+    let (_, _, qdata) = read_npy(&dir.join("queries.npy"))?;
+    let queries: Vec<Vec<f32>> = qdata.chunks_exact(dim).map(<[f32]>::to_vec).collect();
+    let engine = Engine::new(
+        catalog,
+        EngineOptions {
+            threads,
+            max_batch: 64,
+            ..Default::default()
+        },
+    )?;
+    let q = |i: usize| Query::by_vector(queries[i % queries.len()].clone()).with_top_k(K);
+
+    // Single queries, one after another.
+    let single_n = f.usize("single", if storage == Storage::Int8 { 100 } else { 40 });
+    for i in 0..3 {
+        engine.search_blocking(&q(i))?;
+    }
+    let mut lat = Vec::new();
+    let mut top = Vec::new();
+    for i in 0..single_n {
+        let t = Instant::now();
+        let hits = engine.search_blocking(&q(i))?;
+        lat.push(t.elapsed().as_secs_f64());
+        if i < 64 {
+            top.push(hits.iter().map(|h| h.row).collect::<Vec<_>>());
+        }
+    }
+    let single = stats(lat);
+
+    // Batches of 32.
+    let reps = f.usize("batches", 4);
+    let batch: Vec<Query> = (0..32).map(q).collect();
+    let first = engine.search_batch(&batch);
+    for (i, r) in first.iter().enumerate() {
+        let rows: Vec<usize> = r
+            .as_ref()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|h| h.row)
+            .collect();
+        if i < top.len() && rows != top[i] {
+            return Err(format!("batch result {i} differs from the single-query result").into());
+        }
+    }
+    let t = Instant::now();
+    for _ in 0..reps {
+        engine.search_batch(&batch);
+    }
+    let batch_qps = (32 * reps) as f64 / t.elapsed().as_secs_f64();
+
+    // 32 concurrent clients through the coalescing front.
+    let per_client = f.usize("per-client", if storage == Storage::Int8 { 24 } else { 8 });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let before = engine.stats();
+    let (conc_lat, conc_s) = rt.block_on(async {
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..32)
+            .map(|c| {
+                let e = engine.clone();
+                let queries: Vec<Query> = (0..per_client).map(|j| q(c * per_client + j)).collect();
+                tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    for query in queries {
+                        let t = Instant::now();
+                        let _ = e.search(query).await;
+                        lat.push(t.elapsed().as_secs_f64());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap_or_default());
+        }
+        (all, t.elapsed().as_secs_f64())
+    });
+    let after = engine.stats();
+    let done = conc_lat.len();
+    let batches = after.coalesced_batches - before.coalesced_batches;
+    // Check the coalesced answers against the single-query ones.
+    let check: Vec<Vec<usize>> = rt.block_on(async {
+        let tasks: Vec<_> = (0..top.len())
+            .map(|i| {
+                let e = engine.clone();
+                let query = q(i);
+                tokio::spawn(async move { e.search(query).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            let hits = t.await.ok().and_then(Result::ok).unwrap_or_default();
+            out.push(hits.iter().map(|h| h.row).collect());
+        }
+        out
+    });
+    if check != top {
+        return Err("coalesced results differ from single-query results".into());
+    }
+
+    let scan_bytes = match storage {
+        Storage::Int8 => n * dim,
+        _ => n * dim * 4,
+    } as f64;
+    let median_s = single["median_ms"].as_f64().unwrap_or(f64::NAN) / 1e3;
+    Ok(json!({
+        "threads": threads,
+        "storage": format!("{storage:?}"),
+        "levels": format!("{:?}", engine.levels()),
+        "n": n, "dim": dim,
+        "file_bytes": file_bytes,
+        "read_file_s": read_s,
+        "load_s": load_s,
+        "rss_before_load": rss_before,
+        "rss_after_load": rss_after,
+        "memory": memory,
+        "f32_matrix_raw_bytes": n * dim * 4,
+        "single": single,
+        "single_gbps": scan_bytes / median_s / 1e9,
+        "batch32_qps": batch_qps,
+        "concurrent32": {
+            "qps": done as f64 / conc_s,
+            "latency": stats(conc_lat),
+            "mean_batch": done as f64 / batches.max(1) as f64,
+        },
+        "top": top,
+    }))
+}
+
+/// Read bandwidth: each thread folds its share of a 1 GiB buffer, best of 5.
+fn membw(threads: usize) -> Res<Value> {
+    let words = (1usize << 30) / 8;
+    let buf: Vec<u64> = (0..words as u64)
+        .into_par_iter()
+        .map(|i| i.wrapping_mul(0x9E37))
+        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let mut best = Duration::MAX;
+    let mut sink = 0u64;
+    for _ in 0..5 {
+        let t = Instant::now();
+        sink ^= pool.install(|| {
+            buf.par_chunks(words / threads)
+                .map(|part| {
+                    let mut acc = [0u64; 8];
+                    for c in part.chunks_exact(8) {
+                        for (a, &x) in acc.iter_mut().zip(c) {
+                            *a ^= x;
+                        }
+                    }
+                    acc.iter().fold(0, |a, &b| a ^ b)
+                })
+                .reduce(|| 0, |a, b| a ^ b)
+        });
+        best = best.min(t.elapsed());
+    }
+    Ok(
+        json!({"threads": threads, "gbps": (words * 8) as f64 / best.as_secs_f64() / 1e9, "sink": sink}),
+    )
+}

@@ -1,0 +1,134 @@
+//! The coalescing front: concurrent queries share passes and get the same answers as alone.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Rng, engine, options, random_rows};
+use lmi_similarity::{EngineOptions, Query, QueryError, Storage};
+
+fn mixed_queries(seed: u64, n: usize, dim: usize, catalog_len: usize) -> Vec<Query> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let q = match i % 5 {
+                0 | 1 => Query::by_vector(rng.vector(dim)),
+                2 => Query::by_vector(rng.vector(dim)).with_categories(["c0", "c3"]),
+                3 => Query::by_id(format!("p{}", rng.below(catalog_len))),
+                _ => Query::by_vector(rng.vector(dim))
+                    .with_min_score(0.05)
+                    .excluding(["p1", "p2"]),
+            };
+            q.with_top_k(1 + i % 17)
+        })
+        .collect()
+}
+
+async fn concurrent_equals_individual(storage: Storage, opts: EngineOptions) {
+    let rows = random_rows(7, 3000, 80, 4);
+    let e = engine(&rows, storage, opts);
+    let queries = mixed_queries(8, 96, 80, rows.len());
+    let tasks: Vec<_> = queries
+        .iter()
+        .cloned()
+        .map(|q| {
+            let e = e.clone();
+            tokio::spawn(async move { e.search(q).await })
+        })
+        .collect();
+    for (q, t) in queries.iter().zip(tasks) {
+        let coalesced = t.await.expect("task ran").expect("query answered");
+        assert_eq!(
+            coalesced,
+            e.search_blocking(q).expect("query answered"),
+            "query {q:?}"
+        );
+    }
+    let stats = e.stats();
+    assert_eq!(stats.coalesced_queries, 96);
+    assert!(stats.coalesced_batches >= 1 && stats.coalesced_batches <= 96);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_queries_get_the_same_results_as_one_by_one() {
+    concurrent_equals_individual(Storage::F32, options()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_int8_queries_get_the_same_results_as_one_by_one() {
+    concurrent_equals_individual(Storage::Int8, options()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queries_arriving_together_share_passes() {
+    // A generous wait gathers everything sent at once into few passes.
+    let opts = EngineOptions {
+        max_wait: Duration::from_millis(200),
+        max_batch: 16,
+        ..options()
+    };
+    concurrent_equals_individual(Storage::F32, opts.clone()).await;
+    let rows = random_rows(9, 500, 16, 2);
+    let e = engine(&rows, Storage::F32, opts);
+    let queries = mixed_queries(10, 48, 16, rows.len());
+    let tasks: Vec<_> = queries
+        .into_iter()
+        .map(|q| {
+            let e = e.clone();
+            tokio::spawn(async move { e.search(q).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let stats = e.stats();
+    assert_eq!(stats.coalesced_queries, 48);
+    // Bounded by max_batch, and far fewer passes than queries.
+    assert!(
+        stats.coalesced_batches >= 3 && stats.coalesced_batches <= 12,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_queries_fail_at_once_without_blocking_others() {
+    let rows = random_rows(11, 100, 8, 2);
+    let e = engine(&rows, Storage::F32, options());
+    let bad = e.search(Query::by_vector(vec![1.0; 3])).await;
+    assert_eq!(
+        bad,
+        Err(QueryError::Dimension {
+            expected: 8,
+            found: 3
+        })
+    );
+    let good = e.search(Query::by_id("p5").with_top_k(3)).await.unwrap();
+    assert_eq!(good.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_callers_do_not_stop_the_engine() {
+    let rows = random_rows(12, 2000, 64, 2);
+    let e = engine(&rows, Storage::F32, options());
+    for i in 0..20 {
+        let fut = e.search(Query::by_id(format!("p{i}")));
+        // Give up immediately on some queries.
+        let _ = tokio::time::timeout(Duration::from_micros(1), fut).await;
+    }
+    let hits = e.search(Query::by_id("p1").with_top_k(4)).await.unwrap();
+    assert_eq!(
+        hits,
+        e.search_blocking(&Query::by_id("p1").with_top_k(4))
+            .unwrap()
+    );
+}
+
+#[test]
+fn dropping_the_last_handle_stops_the_worker() {
+    let rows = random_rows(13, 10, 4, 1);
+    let e = engine(&rows, Storage::F32, options());
+    let e2 = e.clone();
+    drop(e);
+    assert_eq!(e2.search_blocking(&Query::by_id("p1")).unwrap().len(), 9);
+    drop(e2); // joins the worker; the test would hang if it did not stop
+}

@@ -1,0 +1,315 @@
+//! End-to-end test world: the in-memory API server with our CRDs, the AWS emulator behind the
+//! fault proxy, and the operator's controllers running in-process against both.
+//!
+//! Each test builds its own world, so tests never share state. The operator reaches AWS only
+//! through the proxy, whose operation log counts its calls; test setup and inspection talk to
+//! the emulator directly and are not counted.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{ApiResource, DynamicObject};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client, Resource};
+use lmi_operator::api::{CapacityProvider, SimilarityFunction};
+use lmi_operator::controller::error::Backoff;
+use lmi_operator::controller::{Config, Context};
+use lmi_operator::metrics::Metrics;
+use lmi_test_apiserver::TestApiServer;
+use lmi_test_support::{AwsEmulator, FaultProxy, Network};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a test waits for the operator to converge before it fails.
+pub const CONVERGE: Duration = Duration::from_secs(90);
+
+/// The cluster name the operator runs with in tests.
+pub const CLUSTER: &str = "e2e";
+
+/// A running test world.
+pub struct World {
+    /// The in-memory API server.
+    pub api: TestApiServer,
+    /// The AWS emulator.
+    pub aws: AwsEmulator,
+    /// The fault proxy between the operator and the emulator.
+    pub proxy: FaultProxy,
+    /// A Kubernetes client acting as the user.
+    pub kube: Client,
+    /// EC2 straight to the emulator (setup and inspection; not counted).
+    pub ec2: aws_sdk_ec2::Client,
+    /// Lambda straight to the emulator (setup and inspection; not counted).
+    pub lambda: aws_sdk_lambda::Client,
+    /// An IAM role for capacity providers and functions.
+    pub role_arn: String,
+    /// The operator's configuration.
+    pub config: Config,
+    operator: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
+}
+
+/// Fast intervals so tests converge in seconds.
+pub fn fast_config() -> Config {
+    Config {
+        cluster_name: CLUSTER.into(),
+        namespace: "lmi-system".into(),
+        resync_interval: Duration::from_secs(2),
+        pending_interval: Duration::from_millis(300),
+        backoff: Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+            terminal: Duration::from_secs(2),
+        },
+        handler_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-handler"),
+    }
+}
+
+impl World {
+    /// Starts the API server (with `crds/` installed), the emulator and the proxy.
+    pub async fn start() -> World {
+        let api = TestApiServer::start().await.expect("start the API server");
+        api.load_crds(&Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
+            .expect("install crds/");
+        let aws = AwsEmulator::start().await.expect("start the AWS emulator");
+        let proxy = FaultProxy::start(aws.endpoint())
+            .await
+            .expect("start the fault proxy");
+        let role_arn = aws.create_role("lmi-e2e").await.expect("create a role");
+        World {
+            kube: api.client(),
+            ec2: aws.ec2(),
+            lambda: aws.lambda(),
+            api,
+            aws,
+            proxy,
+            role_arn,
+            config: fast_config(),
+            operator: None,
+        }
+    }
+
+    /// A good network: private subnets with a NAT route in two zones and a security group.
+    pub async fn good_network(&self) -> Network {
+        Network::good(&self.ec2)
+            .await
+            .expect("build the good network")
+    }
+
+    /// Starts the operator's controllers in-process.
+    pub fn start_operator(&mut self) {
+        assert!(self.operator.is_none(), "the operator is already running");
+        let ctx = Arc::new(Context::new(
+            self.api.client(),
+            self.proxy.sdk_config(),
+            self.config.clone(),
+            Arc::new(Metrics::default()),
+        ));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(lmi_operator::run::controllers(ctx, async move {
+            let _ = stopped.await;
+        }));
+        self.operator = Some((task, stop));
+    }
+
+    /// Stops the operator gracefully (in-flight reconciles finish).
+    pub async fn stop_operator(&mut self) {
+        if let Some((task, stop)) = self.operator.take() {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+    }
+
+    /// Kills the operator at once, wherever it is (a crash).
+    pub async fn kill_operator(&mut self) {
+        if let Some((task, _stop)) = self.operator.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Applies a manifest as the user would (server-side apply, field manager `e2e-user`).
+    pub async fn apply<K>(&self, manifest: Value) -> K
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let name = manifest["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_owned();
+        let resource = ApiResource::erase::<K>(&());
+        let api: Api<DynamicObject> = match manifest["metadata"]["namespace"].as_str() {
+            Some(ns) => Api::namespaced_with(self.kube.clone(), ns, &resource),
+            None => Api::all_with(self.kube.clone(), &resource),
+        };
+        let applied = api
+            .patch(
+                &name,
+                &PatchParams::apply("e2e-user").force(),
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+        serde_json::from_value(serde_json::to_value(applied).expect("serialize"))
+            .expect("applied object parses")
+    }
+
+    /// Applies a CapacityProvider manifest.
+    pub async fn apply_provider(&self, manifest: Value) -> CapacityProvider {
+        self.apply(manifest).await
+    }
+
+    /// The CapacityProvider API.
+    pub fn providers(&self) -> Api<CapacityProvider> {
+        Api::all(self.kube.clone())
+    }
+
+    /// The SimilarityFunction API of a namespace.
+    pub fn functions(&self, namespace: &str) -> Api<SimilarityFunction> {
+        Api::namespaced(self.kube.clone(), namespace)
+    }
+
+    /// Waits until the provider satisfies `done`; fails with its last status otherwise.
+    pub async fn wait_provider(
+        &self,
+        name: &str,
+        what: &str,
+        done: impl Fn(&CapacityProvider) -> bool,
+    ) -> CapacityProvider {
+        let api = self.providers();
+        let start = Instant::now();
+        let mut last = None;
+        while start.elapsed() < CONVERGE {
+            if let Ok(Some(cp)) = api.get_opt(name).await {
+                if done(&cp) {
+                    return cp;
+                }
+                last = Some(cp);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "provider {name} never became {what} within {CONVERGE:?}; last status: {:#?}",
+            last.and_then(|cp| cp.status)
+        )
+    }
+
+    /// Waits until the provider is gone from Kubernetes.
+    pub async fn wait_provider_gone(&self, name: &str) {
+        let api = self.providers();
+        let gone = eventually(CONVERGE, || {
+            let api = api.clone();
+            async move { matches!(api.get_opt(name).await, Ok(None)) }
+        })
+        .await;
+        let left = api.get_opt(name).await.ok().flatten();
+        assert!(
+            gone,
+            "provider {name} still exists: {:#?}",
+            left.and_then(|cp| cp.status)
+        );
+    }
+
+    /// Deletes a provider as the user would.
+    pub async fn delete_provider(&self, name: &str) {
+        self.providers()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+    }
+
+    /// Names of the capacity providers in AWS.
+    pub async fn aws_provider_names(&self) -> Vec<String> {
+        let out = self
+            .lambda
+            .list_capacity_providers()
+            .send()
+            .await
+            .expect("list capacity providers");
+        let mut names: Vec<String> = out
+            .capacity_providers()
+            .iter()
+            .filter_map(|p| {
+                p.capacity_provider_arn()
+                    .rsplit(':')
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Calls the operator made, as `operation` names, optionally only mutating ones.
+    pub fn operator_calls(&self, mutating_only: bool) -> Vec<String> {
+        self.proxy
+            .log()
+            .into_iter()
+            .filter(|r| !mutating_only || !r.is_read_only())
+            .map(|r| r.operation)
+            .collect()
+    }
+}
+
+/// The condition `type_` of a status' conditions.
+pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Whether condition `type_` has `status` (`"True"`/`"False"`) and, if given, `reason`.
+pub fn has_condition(
+    conditions: &[Condition],
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> bool {
+    condition(conditions, type_)
+        .is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
+}
+
+/// The conditions of a provider (empty without status).
+pub fn provider_conditions(cp: &CapacityProvider) -> &[Condition] {
+    cp.status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default()
+}
+
+/// Polls `check` every 200 ms until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A CapacityProvider manifest on the given subnets and security groups.
+pub fn provider_manifest(name: &str, subnets: &[String], groups: &[String], role: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "lmi.dev/v1alpha1",
+        "kind": "CapacityProvider",
+        "metadata": {"name": name},
+        "spec": {
+            "vpc": {"subnetIds": subnets, "securityGroupIds": groups},
+            "operatorRoleArn": role,
+            "instances": {"architecture": "arm64"},
+            "scaling": {"mode": "Auto", "maxVCpuCount": 64},
+            "allowedNamespaces": {"names": ["team"]},
+        }
+    })
+}

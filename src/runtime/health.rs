@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use kube::runtime::reflector::{Lookup, Store};
 
+/// How often a cache that is not ready yet is looked at again.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The role this replica plays right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -112,8 +115,18 @@ impl Readiness {
         };
         let readiness = self.clone();
         tokio::spawn(async move {
-            // An error means the controller stopped before its cache filled: stay not synced.
-            if store.wait_until_ready().await.is_ok() {
+            // Polled again every 100 ms rather than awaited once: kube-runtime's
+            // `wait_until_ready` sits on a oneshot receiver that keeps only the last waiter's
+            // waker, and the controller waits on the same store, so a single await here can
+            // sleep through the store becoming ready. An error means the controller stopped
+            // before its cache filled: stay not synced.
+            let ready = loop {
+                match tokio::time::timeout(RECHECK, store.wait_until_ready()).await {
+                    Ok(result) => break result.is_ok(),
+                    Err(_elapsed) => continue,
+                }
+            };
+            if ready {
                 let mut state = readiness.lock();
                 if state.term == term
                     && let Some(synced) = state.caches.get_mut(kind)
@@ -192,6 +205,28 @@ mod tests {
         b_writer.apply_watcher_event(&Event::InitDone);
         settle().await;
         assert_eq!(r.check(), Ok(Role::Leader));
+    }
+
+    #[tokio::test]
+    async fn a_cache_is_seen_synced_while_the_controller_waits_on_it_too() {
+        let r = Readiness::default();
+        r.set_role(Role::Leader);
+        let (reader, mut writer) = reflector::store::<ConfigMap>();
+        r.track("A", reader.clone());
+        settle().await;
+        // The controller's applier waits on the same store after readiness does.
+        let controller = tokio::spawn(async move { reader.wait_until_ready().await.is_ok() });
+        settle().await;
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitDone);
+        assert!(controller.await.expect("controller task"));
+        tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            while r.check() != Ok(Role::Leader) {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("readiness saw the cache synced");
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! The chart's RBAC as written: one comment per rule (why it is needed), the Lease role limited
 //! to the operator's Lease. Whether the rules are exactly what the operator uses is checked
-//! end to end (tests/runtime/rbac.rs).
+//! end to end (tests/runtime/permissions.rs).
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 

@@ -4,8 +4,17 @@
 //! Each test builds its own world, so tests never share state. The operator reaches AWS only
 //! through the proxy, whose operation log counts its calls; test setup and inspection talk to
 //! the emulator directly and are not counted.
+//!
+//! The operator runs as the Helm chart deploys it (`chart`): it authenticates as the chart's
+//! ServiceAccount, so the API server enforces the chart's RBAC, and a dropped world fails the
+//! test if RBAC refused the operator anything or it called AWS outside the IAM policy.
+//! `replica` runs whole operator processes' worth of runtime (leader election, probes, metrics)
+//! in-process.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod chart;
+pub mod replica;
 
 use std::future::Future;
 use std::path::Path;
@@ -51,6 +60,8 @@ pub struct World {
     pub role_arn: String,
     /// The operator's configuration.
     pub config: Config,
+    /// Who the operator is in the API server: the chart's ServiceAccount.
+    pub identity: chart::OperatorIdentity,
     operator: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
 }
 
@@ -67,6 +78,7 @@ pub fn fast_config() -> Config {
             terminal: Duration::from_secs(2),
         },
         handler_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-handler"),
+        ..Config::default()
     }
 }
 
@@ -76,6 +88,7 @@ impl World {
         let api = TestApiServer::start().await.expect("start the API server");
         api.load_crds(&Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
             .expect("install crds/");
+        let identity = chart::install(&api).await;
         let aws = AwsEmulator::start().await.expect("start the AWS emulator");
         let proxy = FaultProxy::start(aws.endpoint())
             .await
@@ -90,8 +103,16 @@ impl World {
             proxy,
             role_arn,
             config: fast_config(),
+            identity,
             operator: None,
         }
+    }
+
+    /// A Kubernetes client acting as the operator (the chart's ServiceAccount).
+    pub fn operator_client(&self) -> Client {
+        self.api
+            .client_with_token(&self.identity.token)
+            .expect("the operator's client")
     }
 
     /// A good network: private subnets with a NAT route in two zones and a security group.
@@ -105,7 +126,7 @@ impl World {
     pub fn start_operator(&mut self) {
         assert!(self.operator.is_none(), "the operator is already running");
         let ctx = Arc::new(Context::new(
-            self.api.client(),
+            self.operator_client(),
             self.proxy.sdk_config(),
             self.config.clone(),
             Arc::new(Metrics::default()),
@@ -253,6 +274,15 @@ impl World {
             .filter(|r| !mutating_only || !r.is_read_only())
             .map(|r| r.operation)
             .collect()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // A test that already failed says why; this would only add noise.
+        if !std::thread::panicking() {
+            chart::check_permissions(&self.api, &self.proxy, &self.identity.user);
+        }
     }
 }
 

@@ -397,3 +397,41 @@ fn every_mutating_statement_of_the_iam_policy_is_scoped() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_missing_from_the_chart_is_refused_and_reported() {
+    let mut world = World::start().await;
+    let net = world.good_network().await;
+    // The installed ClusterRole without its events rule.
+    let roles: kube::Api<k8s_openapi::api::rbac::v1::ClusterRole> =
+        kube::Api::all(world.kube.clone());
+    let name = chart::object(chart::default_objects(), "ClusterRole")["metadata"]["name"]
+        .as_str()
+        .expect("ClusterRole name")
+        .to_owned();
+    let mut role = roles.get(&name).await.expect("the chart's ClusterRole");
+    role.rules
+        .as_mut()
+        .expect("rules")
+        .retain(|r| !r.resources.iter().flatten().any(|res| res == "events"));
+    roles
+        .replace(&name, &Default::default(), &role)
+        .await
+        .expect("replace the ClusterRole");
+
+    world.start_operator();
+    world
+        .apply_provider(provider(&world, &net, "unannounced"))
+        .await;
+    world.wait_provider("unannounced", "Ready", ready).await;
+    world.stop_operator().await;
+    let refused = chart::refused(&world.api.audit(), &world.identity.user);
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.starts_with("create events.k8s.io/events")),
+        "{refused:?}"
+    );
+    // The refusal is what this test is about: do not fail the world's own check for it.
+    world.api.clear_audit();
+}

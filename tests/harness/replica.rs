@@ -105,7 +105,7 @@ impl Replica {
             async move {
                 let _ = stopped.await;
             },
-            |ctx, stop| controllers(ctx, stop),
+            controllers,
         ));
         Replica {
             identity: options.identity,

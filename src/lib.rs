@@ -11,5 +11,6 @@ pub mod identity;
 pub mod instance_types;
 pub mod metrics;
 pub mod network;
+pub mod partition;
 pub mod run;
 pub mod runtime;

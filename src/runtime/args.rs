@@ -9,12 +9,13 @@ use std::time::Duration;
 #[derive(clap::Args, Debug, Clone)]
 #[command(next_help_heading = "Runtime")]
 pub struct RuntimeArgs {
-    /// Run the controllers only while holding a Lease, so that several replicas can run with one
-    /// active at a time. Turn it off only for a single replica run by hand.
+    /// Run the controllers only while holding a Lease (in the Lease namespace, which must
+    /// exist), so that several replicas can run with one active at a time. The Helm chart turns
+    /// it on; off suits a single process run by hand (the local sandbox).
     #[arg(
         long,
         env = "LMI_LEADER_ELECTION",
-        default_value_t = true,
+        default_value_t = false,
         action = clap::ArgAction::Set,
         value_name = "BOOL"
     )]

@@ -1,20 +1,26 @@
 //! `lmi-operator run`: the controllers against the cluster from `KUBECONFIG` (or in-cluster)
 //! and AWS from the default credential chain (`AWS_ENDPOINT_URL` honoured).
 
+use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use std::future::Future;
 
-use crate::api::CapacityProvider;
-use crate::controller::{Config, Context, Error, capacity_provider};
+use crate::api::conditions::READY;
+use crate::api::{CapacityProvider, SimilarityFunction};
+use crate::controller::conditions::is_true_for;
+use crate::controller::{Config, Context, Error, capacity_provider, similarity_function};
 use crate::metrics::Metrics;
 use crate::runtime::args::RuntimeArgs;
 
@@ -152,9 +158,64 @@ pub async fn controllers(ctx: Arc<Context>, shutdown: impl Future<Output = ()> +
         .with_config(concurrency(ctx.config.capacity_provider_concurrency));
     ctx.readiness
         .track(capacity_provider::KIND, provider_controller.store());
-    provider_controller
+    let provider_controller = provider_controller
         .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile_provider, provider_error_policy, ctx)
+        .run(reconcile_provider, provider_error_policy, ctx.clone())
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(name = %object.name, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile did not finish"),
+            }
+        });
+    futures::join!(provider_controller, run_functions(ctx, shutdown));
+}
+
+type GuardedFunction = DeserializeGuard<SimilarityFunction>;
+
+/// The SimilarityFunction controller. Its own objects wake it only when the spec, the
+/// finalizers or the deletion mark change (not on its own status writes); a CapacityProvider
+/// wakes the functions that reference it when what admission reads changes; a Namespace wakes
+/// its functions when its labels change. Resyncs come from the requeue of each reconcile.
+async fn run_functions(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
+    let client = ctx.client.clone();
+    let functions: Api<GuardedFunction> = Api::all(client.clone());
+    let (store, writer) = reflector::store::<GuardedFunction>();
+    let own = watcher(functions, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::finalizers)
+                .combine(deletion_marked),
+            Default::default(),
+        );
+    let providers: Api<CapacityProvider> = Api::all(client.clone());
+    let providers = watcher(providers, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(admission_facts, Default::default());
+    let namespaces: Api<Namespace> = Api::all(client);
+    let namespaces = watcher(namespaces, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(predicates::labels, Default::default());
+    let by_provider = store.clone();
+    let by_namespace = store.clone();
+    ctx.readiness
+        .track(similarity_function::KIND, store.clone());
+    Controller::for_stream(own, store)
+        .with_config(concurrency(ctx.config.similarity_function_concurrency))
+        .watches_stream(providers, move |cp| {
+            functions_where(&by_provider, |f| {
+                f.spec.capacity_provider_ref.name == cp.name_any()
+            })
+        })
+        .watches_stream(namespaces, move |ns| {
+            functions_where(&by_namespace, |f| f.namespace() == Some(ns.name_any()))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_function, function_error_policy, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(name = %object.name, "reconciled"),
@@ -167,6 +228,42 @@ pub async fn controllers(ctx: Arc<Context>, shutdown: impl Future<Output = ()> +
 /// Controller settings: at most `n` objects of the kind reconciled at once.
 fn concurrency(n: u16) -> kube::runtime::controller::Config {
     kube::runtime::controller::Config::default().concurrency(n)
+}
+
+fn functions_where(
+    store: &Store<GuardedFunction>,
+    pick: impl Fn(&SimilarityFunction) -> bool,
+) -> Vec<ObjectRef<GuardedFunction>> {
+    store
+        .state()
+        .iter()
+        .filter(|guard| guard.0.as_ref().is_ok_and(&pick))
+        .map(|guard| ObjectRef::from_obj(guard.as_ref()))
+        .collect()
+}
+
+fn hash_of(value: impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Predicate: whether the object is marked for deletion.
+fn deletion_marked(object: &GuardedFunction) -> Option<u64> {
+    Some(hash_of(object.meta().deletion_timestamp.is_some()))
+}
+
+/// Predicate: what a function's admission reads from its provider (the spec, whether it is
+/// Ready for that spec, its ARN, the deletion mark) — not its resync timestamps.
+fn admission_facts(cp: &CapacityProvider) -> Option<u64> {
+    let status = cp.status.as_ref();
+    Some(hash_of((
+        cp.metadata.generation,
+        cp.metadata.deletion_timestamp.is_some(),
+        status.map(|s| is_true_for(&s.conditions, READY, cp.metadata.generation)),
+        status.and_then(|s| s.observed_generation),
+        status.and_then(|s| s.arn.clone()),
+    )))
 }
 
 async fn reconcile_provider(
@@ -189,6 +286,26 @@ fn provider_error_policy(
 ) -> Action {
     match &guard.0 {
         Ok(cp) => capacity_provider::error_policy(Arc::new(cp.clone()), error, ctx),
+        Err(_) => Action::await_change(),
+    }
+}
+
+async fn reconcile_function(
+    guard: Arc<GuardedFunction>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    match &guard.0 {
+        Ok(sf) => similarity_function::reconcile(Arc::new(sf.clone()), ctx).await,
+        Err(invalid) => {
+            report_invalid(guard.as_ref(), &invalid.error, &ctx).await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+fn function_error_policy(guard: Arc<GuardedFunction>, error: &Error, ctx: Arc<Context>) -> Action {
+    match &guard.0 {
+        Ok(sf) => similarity_function::error_policy(Arc::new(sf.clone()), error, ctx),
         Err(_) => Action::await_change(),
     }
 }

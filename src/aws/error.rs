@@ -157,6 +157,8 @@ pub(crate) fn classify_response(
             (NotFound, "NotFound")
         }
         "ResourceConflictException"
+        // PublishVersion's CodeSha256 / RevisionId guard: `$LATEST` changed since it was read.
+        | "PreconditionFailedException"
         | "ResourceInUseException"
         | "DependencyViolation"
         | "IncorrectState"

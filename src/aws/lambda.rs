@@ -21,7 +21,7 @@ use crate::api::capacity_provider::ProviderState;
 /// Lambda calls the controllers make.
 #[derive(Clone, Debug)]
 pub struct Lambda {
-    client: Client,
+    pub(super) client: Client,
 }
 
 impl Lambda {

@@ -4,6 +4,7 @@
 pub mod call_metrics;
 pub mod ec2;
 pub mod error;
+pub mod functions;
 pub mod lambda;
 pub mod model;
 

@@ -78,3 +78,91 @@ pub struct AttachedVersion {
     /// Version state.
     pub state: String,
 }
+
+/// A Lambda function's configuration as the operator sets it on `$LATEST` and compares it with
+/// published versions. Members the operator never sets (VPC, layers, …) are left out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FunctionConfig {
+    /// Runtime, e.g. `provided.al2023`.
+    pub runtime: Option<String>,
+    /// Handler, e.g. `bootstrap`.
+    pub handler: Option<String>,
+    /// `x86_64` or `arm64`.
+    pub architecture: Option<String>,
+    /// Memory in MiB.
+    pub memory_mib: Option<i32>,
+    /// Timeout in seconds.
+    pub timeout_seconds: Option<i32>,
+    /// Execution role ARN.
+    pub role_arn: String,
+    /// Description (`None` when empty).
+    pub description: Option<String>,
+    /// Environment variables.
+    pub environment: BTreeMap<String, String>,
+    /// Capacity provider ARN (`None` for a function not on a capacity provider).
+    pub capacity_provider_arn: Option<String>,
+    /// Invocations one execution environment runs at once.
+    pub max_concurrency: Option<i32>,
+    /// Memory per vCPU in GiB.
+    pub memory_gib_per_vcpu: Option<f64>,
+}
+
+/// State of a function (`$LATEST`) or a published version, as AWS reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedFunction {
+    /// Function ARN as AWS returns it (qualified for a published version).
+    pub arn: String,
+    /// `$LATEST` or the version number.
+    pub version: String,
+    /// `Pending`, `Active`, … (`None` when AWS reports no state or one the operator does not
+    /// know).
+    pub state: Option<crate::api::similarity_function::FunctionState>,
+    /// Why the state is what it is (AWS's text), for messages.
+    pub state_reason: Option<String>,
+    /// `Successful`, `InProgress` or `Failed`.
+    pub last_update_status: Option<String>,
+    /// Why the last update failed (AWS's text), for messages.
+    pub last_update_reason: Option<String>,
+    /// Revision id, for optimistic concurrency on publish.
+    pub revision_id: Option<String>,
+    /// When the function was last created or updated (AWS's ISO-8601 text).
+    pub last_modified: Option<String>,
+    /// Base64 SHA-256 of the deployment package.
+    pub code_sha256: Option<String>,
+    /// Configuration.
+    pub config: FunctionConfig,
+}
+
+/// Where a function's code comes from, as sent to CreateFunction / UpdateFunctionCode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodeSource {
+    /// A zip uploaded with the request.
+    Zip(std::sync::Arc<Vec<u8>>),
+    /// An object in S3.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Object version, for versioned buckets.
+        object_version: Option<String>,
+    },
+}
+
+/// A function scaling config (execution environments of a published version).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScalingConfig {
+    /// Minimum execution environments.
+    pub min: Option<i32>,
+    /// Maximum execution environments.
+    pub max: Option<i32>,
+}
+
+/// A published version's scaling as requested and as applied by Lambda.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedScaling {
+    /// What was last asked for (`None` when nothing was ever put).
+    pub requested: Option<ScalingConfig>,
+    /// What Lambda applies.
+    pub applied: Option<ScalingConfig>,
+}

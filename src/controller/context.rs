@@ -11,6 +11,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use super::error::Backoff;
+use super::similarity_function::code::HandlerBundles;
 use crate::aws::AwsClients;
 use crate::aws::call_metrics::AwsCallCounter;
 use crate::metrics::Metrics;
@@ -69,6 +70,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Readiness (`/readyz`): each controller registers its cache here.
     pub readiness: Readiness,
+    /// The handler builds bundled with the operator (`--handler-dir`).
+    pub handlers: HandlerBundles,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -94,6 +97,7 @@ impl Context {
             ),
             sdk_config,
             regional: Mutex::new(HashMap::new()),
+            handlers: HandlerBundles::new(&config.handler_dir),
             config,
             metrics,
             readiness: Readiness::default(),

@@ -25,6 +25,11 @@ pub enum Error {
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 
+    /// The handler build bundled with the operator cannot be used (an operator installation
+    /// problem: the image or `--handler-dir`).
+    #[error(transparent)]
+    Handler(#[from] crate::controller::similarity_function::code::BundleError),
+
     /// Something the reconcile waits for (deletion blocked by attached versions, AWS still
     /// deleting); not a failure, but it must keep the finalizer and come back later.
     #[error("waiting: {message}")]
@@ -61,6 +66,7 @@ impl Error {
                 _ => "FinalizerFailed",
             },
             Error::Waiting { reason, .. } => reason,
+            Error::Handler(_) => "HandlerBuildUnavailable",
         }
     }
 
@@ -74,6 +80,7 @@ impl Error {
                 _ => ErrorClass::Retryable,
             },
             Error::Kube { .. } | Error::Waiting { .. } => ErrorClass::Retryable,
+            Error::Handler(_) => ErrorClass::Terminal,
         }
     }
 
@@ -159,6 +166,18 @@ mod tests {
         assert!(first >= Duration::from_millis(800) && first <= Duration::from_millis(1200));
         assert!(fourth >= Duration::from_millis(6400) && fourth <= Duration::from_millis(9600));
         assert!(b.delay(&e, 40) <= Duration::from_secs(360));
+    }
+
+    #[test]
+    fn a_missing_handler_build_is_terminal_and_retried_slowly() {
+        let e = Error::Handler(crate::controller::similarity_function::code::BundleError {
+            path: "/opt/lmi-operator/handler/bootstrap-x86_64.zip".into(),
+            problem: "No such file or directory".into(),
+        });
+        assert_eq!(e.class(), ErrorClass::Terminal);
+        assert_eq!(e.reason(), "HandlerBuildUnavailable");
+        let d = Backoff::default().delay(&e, 1);
+        assert!(d >= Duration::from_secs(240), "{d:?}");
     }
 
     #[test]

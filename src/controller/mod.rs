@@ -5,6 +5,7 @@ pub mod capacity_provider;
 pub mod conditions;
 pub mod context;
 pub mod error;
+pub mod similarity_function;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 

@@ -125,12 +125,12 @@ def create_provider(lam, network, name=None, **extra):
 
 
 def create_function(lam, role, provider_arn, name=None, **extra):
+    extra.setdefault("Code", {"ZipFile": b"not really a zip"})
     return lam.create_function(
         FunctionName=name or unique("fn"),
         Role=role,
         Runtime="provided.al2023",
         Handler="bootstrap",
-        Code={"ZipFile": b"not really a zip"},
         MemorySize=2048,
         CapacityProviderConfig={
             "LambdaManagedInstancesCapacityProviderConfig": {
@@ -414,6 +414,29 @@ def test_function_keeps_its_capacity_provider_config(lam, network, function_role
         updated["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"] == inner
     )
     assert inner["PerExecutionEnvironmentMaxConcurrency"] == 64
+
+
+def test_function_code_from_a_missing_s3_object_is_invalid(lam, network, function_role, endpoint):
+    arn = create_provider(lam, network)["CapacityProviderArn"]
+    s3 = client(endpoint, "s3")
+    bucket = unique("code")
+    s3.create_bucket(Bucket=bucket)
+    with pytest.raises(lam.exceptions.InvalidParameterValueException) as missing:
+        create_function(lam, function_role, arn, Code={"S3Bucket": bucket, "S3Key": "a.zip"})
+    assert "NoSuchKey" in str(missing.value)
+    with pytest.raises(lam.exceptions.InvalidParameterValueException) as no_bucket:
+        create_function(lam, function_role, arn, Code={"S3Bucket": unique("none"), "S3Key": "a"})
+    assert "NoSuchBucket" in str(no_bucket.value)
+
+    s3.put_object(Bucket=bucket, Key="a.zip", Body=b"zip one")
+    name = create_function(lam, function_role, arn, Code={"S3Bucket": bucket, "S3Key": "a.zip"})[
+        "FunctionName"
+    ]
+    with pytest.raises(lam.exceptions.InvalidParameterValueException):
+        lam.update_function_code(FunctionName=name, S3Bucket=bucket, S3Key="b.zip")
+    s3.put_object(Bucket=bucket, Key="b.zip", Body=b"zip two")
+    updated = lam.update_function_code(FunctionName=name, S3Bucket=bucket, S3Key="b.zip")
+    assert updated["CodeSize"] == len(b"zip two")
 
 
 def test_function_capacity_provider_config_is_validated(lam, raw_lambda, network, function_role):

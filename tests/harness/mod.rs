@@ -3,7 +3,8 @@
 //!
 //! Each test builds its own world, so tests never share state. The operator reaches AWS only
 //! through the proxy, whose operation log counts its calls; test setup and inspection talk to
-//! the emulator directly and are not counted.
+//! the emulator directly and are not counted. Each world also has its own `--handler-dir` with
+//! test builds of the handler (`functions`), which SimilarityFunctions deploy by default.
 //!
 //! The operator runs as the Helm chart deploys it (`chart`): it authenticates as the chart's
 //! ServiceAccount, so the API server enforces the chart's RBAC, and a dropped world fails the
@@ -14,16 +15,19 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod chart;
+pub mod functions;
 pub mod replica;
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{ApiResource, DynamicObject};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource};
 use lmi_operator::api::{CapacityProvider, SimilarityFunction};
 use lmi_operator::controller::error::Backoff;
@@ -62,11 +66,13 @@ pub struct World {
     pub config: Config,
     /// Who the operator is in the API server: the chart's ServiceAccount.
     pub identity: chart::OperatorIdentity,
+    /// The handler builds in the operator's `--handler-dir`.
+    pub handlers: functions::Handlers,
     operator: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
 }
 
 /// Fast intervals so tests converge in seconds.
-pub fn fast_config() -> Config {
+pub fn fast_config(handler_dir: PathBuf) -> Config {
     Config {
         cluster_name: CLUSTER.into(),
         namespace: "lmi-system".into(),
@@ -77,7 +83,7 @@ pub fn fast_config() -> Config {
             max: Duration::from_secs(2),
             terminal: Duration::from_secs(2),
         },
-        handler_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-handler"),
+        handler_dir,
         ..Config::default()
     }
 }
@@ -94,7 +100,10 @@ impl World {
             .await
             .expect("start the fault proxy");
         let role_arn = aws.create_role("lmi-e2e").await.expect("create a role");
+        let handlers = functions::Handlers::write();
         World {
+            config: fast_config(handlers.dir().to_owned()),
+            handlers,
             kube: api.client(),
             ec2: aws.ec2(),
             lambda: aws.lambda(),
@@ -102,7 +111,6 @@ impl World {
             aws,
             proxy,
             role_arn,
-            config: fast_config(),
             identity,
             operator: None,
         }
@@ -264,6 +272,38 @@ impl World {
             .collect();
         names.sort();
         names
+    }
+
+    /// How many calls the operator made to a Lambda `operation` (retried attempts included).
+    pub fn lambda_calls(&self, operation: &str) -> usize {
+        self.proxy.calls("lambda", operation)
+    }
+
+    /// Creates a namespace with labels.
+    pub async fn create_namespace(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels},
+        }))
+        .expect("namespace");
+        Api::<Namespace>::all(self.kube.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+    }
+
+    /// Reasons of the events recorded about objects named `name`.
+    pub fn event_reasons(&self, name: &str) -> Vec<String> {
+        let mut events = self.api.objects("events.k8s.io", "events");
+        events.extend(self.api.objects("", "events"));
+        events
+            .iter()
+            .filter(|e| {
+                e["regarding"]["name"].as_str() == Some(name)
+                    || e["involvedObject"]["name"].as_str() == Some(name)
+            })
+            .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+            .collect()
     }
 
     /// Calls the operator made, as `operation` names, optionally only mutating ones.

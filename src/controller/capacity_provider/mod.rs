@@ -18,6 +18,9 @@ pub mod plan;
 mod report;
 mod resolve;
 
+/// An AWS change made by a reconcile (both kinds report them as events).
+pub use apply::Change;
+
 use std::sync::Arc;
 
 use kube::runtime::controller::Action;

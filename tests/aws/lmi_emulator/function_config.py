@@ -4,6 +4,9 @@
   the provider exists and is Active, memory per vCPU is 2, 4 or 8 GiB) and kept (see
   ``function_state``). Once created, a function cannot move between capacity providers or on or
   off one.
+- CreateFunction / UpdateFunctionCode from S3: a missing bucket or object is
+  ``InvalidParameterValueException`` (moto only checks the bucket and otherwise creates the
+  function with empty code).
 - PublishVersion, and CreateFunction / UpdateFunctionCode with ``PublishTo``: ``PublishTo:
   LATEST_PUBLISHED`` publishes (or republishes) the ``$LATEST.PUBLISHED`` version instead of a
   numbered one. A version is only published when code or configuration changed since the one it
@@ -18,6 +21,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from moto.awslambda.models import LambdaFunction, LambdaStorage
+from moto.s3.exceptions import MissingBucket
+from moto.s3.models import s3_backends
 from moto.awslambda.responses import LambdaResponse
 from moto.core.responses import TYPE_RESPONSE
 
@@ -90,6 +95,26 @@ def check_publish_to(structure: str, body: dict[str, Any], fn_config: Any) -> st
     return publish_to
 
 
+def check_s3_code(account: str, code: dict[str, Any]) -> None:
+    """Code from S3 must exist, as Lambda reads it during the call (moto skips missing keys)."""
+    if "S3Bucket" not in code:
+        return
+    try:
+        key = s3_backends[account]["aws"].get_object(
+            code["S3Bucket"], code.get("S3Key", ""), code.get("S3ObjectVersion")
+        )
+    except MissingBucket:
+        raise invalid_parameter(
+            "Error occurred while GetObject. S3 Error Code: NoSuchBucket. S3 Error Message: "
+            f"The specified bucket does not exist: {code['S3Bucket']}"
+        ) from None
+    if key is None:
+        raise invalid_parameter(
+            "Error occurred while GetObject. S3 Error Code: NoSuchKey. S3 Error Message: "
+            f"The specified key does not exist: s3://{code['S3Bucket']}/{code.get('S3Key', '')}"
+        )
+
+
 def _replace_body(request: LambdaResponse, body: dict[str, Any]) -> None:
     # moto's handlers read `json_body`, which parses `body` on every access.
     request.body = json.dumps(body)
@@ -107,6 +132,7 @@ def create_function(self: LambdaResponse) -> TYPE_RESPONSE:
     account, region = account_region(self)
     config = body.get("CapacityProviderConfig")
     with LOCK:
+        check_s3_code(account, body.get("Code") or {})
         if config is not None:
             check_capacity_provider_config(account, region, config, "CreateFunctionRequest")
             inner = config["LambdaManagedInstancesCapacityProviderConfig"]
@@ -147,6 +173,7 @@ def update_function_code(self: LambdaResponse) -> TYPE_RESPONSE:
     function_name = unquote(self.path.rsplit("/", 2)[-2])
     with LOCK:
         fn = lambda_backend(account, region).get_function(function_name)
+        check_s3_code(account, body)
         publish_to = check_publish_to(
             "UpdateFunctionCodeRequest", body, capacity_provider_config(fn)
         )

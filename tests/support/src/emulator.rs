@@ -177,6 +177,44 @@ impl AwsEmulator {
             })
     }
 
+    /// Stores an object in the emulator's S3, creating the bucket when it does not exist yet
+    /// (for example a function's code zip, which CreateFunction reads from S3).
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+    ) -> Result<(), SupportError> {
+        let auth = signed_for("s3");
+        let bucket_path = format!("/{}", form_encode(bucket));
+        match self
+            .send(
+                http::Method::PUT,
+                &bucket_path,
+                "application/xml",
+                Some(&auth),
+                Bytes::new(),
+            )
+            .await
+        {
+            // Already there (moto answers 409 BucketAlreadyOwnedByYou outside us-east-1).
+            Err(SupportError::Control { message, .. }) if message.contains("BucketAlready") => {}
+            other => {
+                other?;
+            }
+        }
+        let key_path: Vec<String> = key.split('/').map(form_encode).collect();
+        self.send(
+            http::Method::PUT,
+            &format!("{bucket_path}/{}", key_path.join("/")),
+            "application/octet-stream",
+            Some(&auth),
+            Bytes::copy_from_slice(body),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Changes how long new capacity providers and published versions stay `Pending`.
     pub async fn set_state_delay(&self, delay: Duration) -> Result<(), SupportError> {
         let body = format!(r#"{{"StateDelaySeconds": {}}}"#, delay.as_secs_f64());
@@ -252,17 +290,37 @@ impl AwsEmulator {
         authorization: Option<&str>,
         body: String,
     ) -> Result<String, SupportError> {
+        self.send(
+            http::Method::POST,
+            path,
+            content_type,
+            authorization,
+            Bytes::from(body),
+        )
+        .await
+    }
+
+    async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        content_type: &str,
+        authorization: Option<&str>,
+        body: Bytes,
+    ) -> Result<String, SupportError> {
         let failed = |message: String| SupportError::Control {
             path: path.to_owned(),
             message,
         };
-        let mut request = http::Request::post(format!("{}{path}", self.endpoint))
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.endpoint))
             .header(http::header::CONTENT_TYPE, content_type);
         if let Some(authorization) = authorization {
             request = request.header(http::header::AUTHORIZATION, authorization);
         }
         let request = request
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body))
             .map_err(|e| failed(e.to_string()))?;
         let client = Client::builder(TokioExecutor::new()).build_http();
         let response = client

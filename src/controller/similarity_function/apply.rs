@@ -1,0 +1,166 @@
+//! Apply: the only step that changes AWS. It makes the one call the plan chose, and updates
+//! the world with what AWS answered so the plan can choose the next. Every call is guarded by
+//! what was read (PublishVersion by code hash and revision), so a crash between two calls
+//! converges on the next reconcile without duplicates.
+
+use super::desired::{self, CODE_TAG, DesiredCode};
+use super::plan::{Desired, Step, World};
+use super::{drift, versions};
+use crate::aws::functions::unqualified;
+use crate::aws::model::{CodeSource, ObservedScaling};
+use crate::aws::{AwsClients, AwsError};
+use crate::controller::capacity_provider::Change;
+
+fn change(reason: &'static str, message: String) -> Change {
+    Change { reason, message }
+}
+
+/// Makes the call of `step`.
+pub async fn run(
+    aws: &AwsClients,
+    step: &Step,
+    d: &Desired,
+    code: &CodeSource,
+    world: &mut World,
+) -> Result<Change, AwsError> {
+    let name = d.name.as_str();
+    let lambda = &aws.lambda;
+    Ok(match step {
+        Step::Create => {
+            let created = lambda
+                .create_function(name, &d.config, code, &d.tags)
+                .await?;
+            let message = format!("created function {name} ({})", created.arn);
+            world.tags = d.tags.clone().into_iter().collect();
+            world.versions.clear();
+            world.scaling = None;
+            record_s3_code(aws, d, &created.arn, created.code_sha256.as_deref(), world).await?;
+            world.function = Some(created);
+            change("CreatedFunction", message)
+        }
+        Step::Tag(tags) => {
+            let arn = world
+                .function
+                .as_ref()
+                .map(|f| unqualified(&f.arn).to_owned())
+                .unwrap_or_default();
+            lambda.tag_resource(&arn, tags).await?;
+            world.tags.extend(tags.clone());
+            let keys: Vec<&str> = tags.keys().map(String::as_str).collect();
+            change(
+                "TaggedFunction",
+                format!("set tags {} on function {name}", keys.join(", ")),
+            )
+        }
+        Step::UpdateCode => {
+            let updated = lambda
+                .update_function_code(name, code, d.config.architecture.as_deref())
+                .await?;
+            let message = format!(
+                "updated the code of function {name} (CodeSha256 {})",
+                updated.code_sha256.as_deref().unwrap_or("?")
+            );
+            record_s3_code(aws, d, &updated.arn, updated.code_sha256.as_deref(), world).await?;
+            world.function = Some(updated);
+            change("UpdatedFunctionCode", message)
+        }
+        Step::UpdateConfig => {
+            let fields: Vec<String> = match &world.function {
+                Some(f) => drift::latest(&d.config, None, f)
+                    .into_iter()
+                    .map(|e| e.field)
+                    .collect(),
+                None => Vec::new(),
+            };
+            let updated = lambda
+                .update_function_configuration(name, &d.config)
+                .await?;
+            world.function = Some(updated);
+            change(
+                "UpdatedFunctionConfiguration",
+                format!("updated {} of function {name}", fields.join(", ")),
+            )
+        }
+        Step::Publish {
+            code_sha256,
+            revision_id,
+            description,
+        } => {
+            let published = lambda
+                .publish_version(name, code_sha256, revision_id.as_deref(), description)
+                .await?;
+            let message = format!(
+                "published version {} of function {name} ({description})",
+                published.version
+            );
+            world.versions.retain(|v| v.version != published.version);
+            world.versions.push(published);
+            world
+                .versions
+                .sort_by_key(|v| versions::number(v).unwrap_or_default());
+            change("PublishedVersion", message)
+        }
+        Step::PutScaling(version) => {
+            lambda.put_scaling_config(name, version, &d.scaling).await?;
+            let applied = match world.scaling.take() {
+                Some((v, s)) if v == *version => s.applied,
+                _ => None,
+            };
+            world.scaling = Some((
+                version.clone(),
+                ObservedScaling {
+                    requested: Some(d.scaling.clone()),
+                    applied,
+                },
+            ));
+            change(
+                "PutScalingConfig",
+                format!(
+                    "asked for {} to {} execution environments on version {version} of {name}",
+                    show(d.scaling.min),
+                    show(d.scaling.max),
+                ),
+            )
+        }
+        Step::Prune(old) => {
+            for version in old {
+                lambda.delete_function(name, Some(version)).await?;
+                world.versions.retain(|v| v.version != *version);
+            }
+            change(
+                "DeletedVersions",
+                format!(
+                    "deleted version(s) {} of function {name} (spec.versions.retain is {})",
+                    old.join(", "),
+                    d.retain
+                ),
+            )
+        }
+    })
+}
+
+fn show(n: Option<i32>) -> String {
+    n.map(|n| n.to_string())
+        .unwrap_or_else(|| "Lambda's default".into())
+}
+
+/// For S3 code, records in the code tag which source `$LATEST` now holds and the hash Lambda
+/// computed for it (a crash before the tag only costs loading the object once more).
+async fn record_s3_code(
+    aws: &AwsClients,
+    d: &Desired,
+    arn: &str,
+    code_sha256: Option<&str>,
+    world: &mut World,
+) -> Result<(), AwsError> {
+    let (DesiredCode::S3 { source_id }, Some(sha)) = (&d.code, code_sha256) else {
+        return Ok(());
+    };
+    let tag = std::collections::BTreeMap::from([(
+        CODE_TAG.to_owned(),
+        desired::code_tag(source_id, sha),
+    )]);
+    aws.lambda.tag_resource(unqualified(arn), &tag).await?;
+    world.tags.extend(tag);
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! Drift (pure): how a function's `$LATEST`, its scaling and its tags differ from the desired
+//! state. Settings the spec leaves to Lambda are not compared (Lambda's defaults are not drift).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::api::common::DriftEntry;
+use crate::aws::model::{FunctionConfig, ObservedFunction, ScalingConfig};
+
+const ABSENT: &str = "<absent>";
+
+fn entry(field: &str, desired: String, observed: String, correctable: bool) -> DriftEntry {
+    DriftEntry {
+        field: field.to_owned(),
+        desired,
+        observed,
+        correctable,
+    }
+}
+
+fn text<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| ABSENT.into())
+}
+
+/// Differences in the configuration that goes into a published version (everything but the
+/// code and the description), named by the spec field a user would change.
+pub fn version_config(desired: &FunctionConfig, observed: &FunctionConfig) -> Vec<DriftEntry> {
+    let mut out = Vec::new();
+    let mut cmp = |field: &str, d: Option<String>, o: Option<String>, correctable: bool| {
+        if d.is_some() && d != o {
+            out.push(entry(field, text(d), text(o), correctable));
+        }
+    };
+    cmp(
+        "runtime",
+        desired.runtime.clone(),
+        observed.runtime.clone(),
+        true,
+    );
+    cmp(
+        "handler",
+        desired.handler.clone(),
+        observed.handler.clone(),
+        true,
+    );
+    cmp(
+        "memoryMiB",
+        desired.memory_mib.map(|m| m.to_string()),
+        observed.memory_mib.map(|m| m.to_string()),
+        true,
+    );
+    cmp(
+        "timeoutSeconds",
+        desired.timeout_seconds.map(|t| t.to_string()),
+        observed.timeout_seconds.map(|t| t.to_string()),
+        true,
+    );
+    cmp(
+        "roleArn",
+        Some(desired.role_arn.clone()),
+        Some(observed.role_arn.clone()),
+        true,
+    );
+    // Lambda fixes a function's capacity provider at creation.
+    cmp(
+        "capacityProviderRef",
+        desired.capacity_provider_arn.clone(),
+        observed.capacity_provider_arn.clone(),
+        false,
+    );
+    cmp(
+        "maxConcurrencyPerEnvironment",
+        desired.max_concurrency.map(|c| c.to_string()),
+        observed.max_concurrency.map(|c| c.to_string()),
+        true,
+    );
+    let ratio = |r: Option<f64>| r.map(|r| format!("{r}"));
+    let same_ratio = match (desired.memory_gib_per_vcpu, observed.memory_gib_per_vcpu) {
+        (Some(d), Some(o)) => (d - o).abs() < 1e-9,
+        (None, _) => true,
+        (Some(_), None) => false,
+    };
+    if !same_ratio {
+        out.push(entry(
+            "memoryGiBPerVCpu",
+            text(ratio(desired.memory_gib_per_vcpu)),
+            text(ratio(observed.memory_gib_per_vcpu)),
+            true,
+        ));
+    }
+    out.extend(environment(&desired.environment, &observed.environment));
+    out
+}
+
+/// Differences in environment variables, one entry per variable.
+pub fn environment(
+    desired: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+) -> Vec<DriftEntry> {
+    let names: BTreeSet<&String> = desired.keys().chain(observed.keys()).collect();
+    names
+        .into_iter()
+        .filter(|n| desired.get(*n) != observed.get(*n))
+        .map(|n| {
+            entry(
+                &format!("environment.{n}"),
+                text(desired.get(n)),
+                text(observed.get(n)),
+                true,
+            )
+        })
+        .collect()
+}
+
+/// How `$LATEST` differs from the desired code (`desired_sha`: `None` while an S3 source has
+/// not been loaded yet), architecture and configuration, description included.
+pub fn latest(
+    desired: &FunctionConfig,
+    desired_sha: Option<&str>,
+    latest: &ObservedFunction,
+) -> Vec<DriftEntry> {
+    let mut out = Vec::new();
+    if let Some(sha) = desired_sha
+        && latest.code_sha256.as_deref() != Some(sha)
+    {
+        out.push(entry(
+            "code.sha256",
+            sha.to_owned(),
+            text(latest.code_sha256.as_deref()),
+            true,
+        ));
+    }
+    if desired.architecture.is_some() && desired.architecture != latest.config.architecture {
+        out.push(entry(
+            "architecture",
+            text(desired.architecture.as_deref()),
+            text(latest.config.architecture.as_deref()),
+            true,
+        ));
+    }
+    out.extend(version_config(desired, &latest.config));
+    if desired.description != latest.config.description {
+        out.push(entry(
+            "description",
+            text(desired.description.as_deref()),
+            text(latest.config.description.as_deref()),
+            true,
+        ));
+    }
+    out
+}
+
+/// How the scaling Lambda was last asked for differs from the spec's (only the members the
+/// spec sets).
+pub fn scaling(desired: &ScalingConfig, requested: Option<&ScalingConfig>) -> Vec<DriftEntry> {
+    let mut out = Vec::new();
+    let have = requested.cloned().unwrap_or_default();
+    if desired.min.is_some() && desired.min != have.min {
+        out.push(entry(
+            "scaling.minExecutionEnvironments",
+            text(desired.min),
+            text(have.min),
+            true,
+        ));
+    }
+    if desired.max.is_some() && desired.max != have.max {
+        out.push(entry(
+            "scaling.maxExecutionEnvironments",
+            text(desired.max),
+            text(have.max),
+            true,
+        ));
+    }
+    out
+}
+
+/// Whether Lambda applies what it was asked for (the members the spec sets).
+pub fn scaling_applied(desired: &ScalingConfig, applied: Option<&ScalingConfig>) -> bool {
+    let have = applied.cloned().unwrap_or_default();
+    (desired.min.is_none() || desired.min == have.min)
+        && (desired.max.is_none() || desired.max == have.max)
+}
+
+/// Tags missing or with another value (extra tags are not drift).
+pub fn tags(
+    desired: &BTreeMap<String, String>,
+    observed: &HashMap<String, String>,
+) -> Vec<DriftEntry> {
+    desired
+        .iter()
+        .filter(|(k, v)| observed.get(*k) != Some(*v))
+        .map(|(k, v)| entry(&format!("tags.{k}"), v.clone(), text(observed.get(k)), true))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> FunctionConfig {
+        FunctionConfig {
+            runtime: Some("provided.al2023".into()),
+            handler: Some("bootstrap".into()),
+            architecture: Some("arm64".into()),
+            memory_mib: Some(4096),
+            timeout_seconds: Some(30),
+            role_arn: "arn:aws:iam::123456789012:role/fn".into(),
+            description: None,
+            environment: BTreeMap::from([("LMI_MAX_TOP_K".into(), "100".into())]),
+            capacity_provider_arn: Some("arn:cp".into()),
+            max_concurrency: None,
+            memory_gib_per_vcpu: Some(2.0),
+        }
+    }
+
+    fn latest_as(config: FunctionConfig, sha: &str) -> ObservedFunction {
+        ObservedFunction {
+            arn: "arn:fn".into(),
+            version: "$LATEST".into(),
+            state: None,
+            state_reason: None,
+            last_update_status: None,
+            last_update_reason: None,
+            revision_id: None,
+            last_modified: None,
+            code_sha256: Some(sha.into()),
+            config,
+        }
+    }
+
+    #[test]
+    fn an_identical_function_has_no_drift() {
+        assert!(latest(&config(), Some("sha"), &latest_as(config(), "sha")).is_empty());
+    }
+
+    #[test]
+    fn lambdas_defaults_for_unset_settings_are_not_drift() {
+        let mut observed = config();
+        observed.max_concurrency = Some(16);
+        assert!(version_config(&config(), &observed).is_empty());
+    }
+
+    #[test]
+    fn changed_code_memory_and_environment_are_each_reported() {
+        let mut observed = config();
+        observed.memory_mib = Some(2048);
+        observed
+            .environment
+            .insert("LMI_MAX_TOP_K".into(), "5".into());
+        observed.environment.insert("EXTRA".into(), "x".into());
+        let d = latest(&config(), Some("sha"), &latest_as(observed, "other"));
+        let fields: Vec<&str> = d.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "code.sha256",
+                "memoryMiB",
+                "environment.EXTRA",
+                "environment.LMI_MAX_TOP_K"
+            ]
+        );
+        assert_eq!(d[1].desired, "4096");
+        assert_eq!(d[1].observed, "2048");
+        assert_eq!(d[2].desired, "<absent>");
+        assert!(d.iter().all(|e| e.correctable));
+    }
+
+    #[test]
+    fn an_unknown_s3_hash_is_not_code_drift() {
+        assert!(latest(&config(), None, &latest_as(config(), "whatever")).is_empty());
+    }
+
+    #[test]
+    fn another_capacity_provider_cannot_be_corrected() {
+        let mut observed = config();
+        observed.capacity_provider_arn = Some("arn:other".into());
+        let d = version_config(&config(), &observed);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].field, "capacityProviderRef");
+        assert!(!d[0].correctable);
+    }
+
+    #[test]
+    fn description_counts_for_latest_only() {
+        let mut observed = config();
+        observed.description = Some("edited by hand".into());
+        assert!(version_config(&config(), &observed).is_empty());
+        let d = latest(&config(), Some("s"), &latest_as(observed, "s"));
+        assert_eq!(d[0].field, "description");
+    }
+
+    #[test]
+    fn memory_per_vcpu_compares_as_numbers() {
+        let mut observed = config();
+        observed.memory_gib_per_vcpu = Some(2.0000000001);
+        assert!(version_config(&config(), &observed).is_empty());
+        observed.memory_gib_per_vcpu = Some(4.0);
+        assert_eq!(version_config(&config(), &observed)[0].observed, "4");
+    }
+
+    #[test]
+    fn scaling_compares_only_what_the_spec_sets() {
+        let desired = ScalingConfig {
+            min: Some(1),
+            max: None,
+        };
+        let requested = ScalingConfig {
+            min: Some(1),
+            max: Some(50),
+        };
+        assert!(scaling(&desired, Some(&requested)).is_empty());
+        let d = scaling(&desired, None);
+        assert_eq!(d[0].field, "scaling.minExecutionEnvironments");
+        assert_eq!(d[0].observed, "<absent>");
+        assert!(scaling_applied(&desired, Some(&requested)));
+        assert!(!scaling_applied(&desired, None));
+        assert!(scaling_applied(&ScalingConfig::default(), None));
+    }
+
+    #[test]
+    fn missing_or_changed_tags_are_drift_and_extra_ones_are_not() {
+        let desired = BTreeMap::from([("team".into(), "search".into())]);
+        let observed = HashMap::from([
+            ("team".to_owned(), "other".to_owned()),
+            ("cost".to_owned(), "x".to_owned()),
+        ]);
+        let d = tags(&desired, &observed);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].field, "tags.team");
+    }
+}

@@ -1,0 +1,386 @@
+//! Plan (pure): from the desired state and what AWS holds, the next call to make — one at a
+//! time, because each step changes what the next one must be (a version can only be published
+//! once `$LATEST` holds the spec and has settled, its scaling only put once it exists, old
+//! versions only pruned once it is Active) — or where the function stands when there is none.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::desired::{self, CODE_TAG, DesiredCode};
+use super::{drift, versions};
+use crate::api::common::DriftEntry;
+use crate::api::conditions::reason;
+use crate::api::similarity_function::FunctionState;
+use crate::aws::model::{FunctionConfig, ObservedFunction, ObservedScaling, ScalingConfig};
+use crate::identity::{Owner, Ownership};
+
+/// What the spec asks AWS to hold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    /// Function name in AWS.
+    pub name: String,
+    /// `$LATEST` configuration.
+    pub config: FunctionConfig,
+    /// Tags (user's and ownership).
+    pub tags: BTreeMap<String, String>,
+    /// Where the code comes from.
+    pub code: DesiredCode,
+    /// Scaling of the serving version.
+    pub scaling: ScalingConfig,
+    /// Published versions to keep.
+    pub retain: usize,
+}
+
+/// What AWS holds; apply keeps it current as it makes calls.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct World {
+    /// `$LATEST`, if the function exists.
+    pub function: Option<ObservedFunction>,
+    /// The function's tags.
+    pub tags: HashMap<String, String>,
+    /// Published (numbered) versions, oldest first.
+    pub versions: Vec<ObservedFunction>,
+    /// The scaling of one version, once read: (version, scaling).
+    pub scaling: Option<(String, ObservedScaling)>,
+}
+
+impl Desired {
+    /// The code hash `$LATEST` should have: known for the bundled handler, recorded in the code
+    /// tag once an S3 source was loaded.
+    pub fn code_sha256<'a>(&'a self, world: &'a World) -> Option<&'a str> {
+        match &self.code {
+            DesiredCode::Bundled { sha256 } => Some(sha256),
+            DesiredCode::S3 { source_id } => {
+                desired::recorded_sha(world.tags.get(CODE_TAG), source_id)
+            }
+        }
+    }
+
+    /// The config hash of the version the spec asks for (once the code hash is known).
+    pub fn config_hash(&self, world: &World) -> Option<String> {
+        self.code_sha256(world)
+            .map(|sha| desired::config_hash(&self.config, sha))
+    }
+
+    /// The published version that serves the spec.
+    pub fn current<'a>(&self, world: &'a World) -> Option<&'a ObservedFunction> {
+        let sha = self.code_sha256(world)?;
+        let hash = desired::config_hash(&self.config, sha);
+        versions::current(&self.config, sha, &hash, &world.versions)
+    }
+}
+
+/// A mutating call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// CreateFunction (unpublished).
+    Create,
+    /// TagResource with these tags.
+    Tag(BTreeMap<String, String>),
+    /// UpdateFunctionCode (and, for S3 code, record its hash in the code tag).
+    UpdateCode,
+    /// UpdateFunctionConfiguration with the whole desired configuration.
+    UpdateConfig,
+    /// PublishVersion, guarded by the code hash and revision it was planned for.
+    Publish {
+        /// Expected CodeSha256 of `$LATEST`.
+        code_sha256: String,
+        /// Expected RevisionId of `$LATEST`.
+        revision_id: Option<String>,
+        /// The version's description, carrying the config hash.
+        description: String,
+    },
+    /// PutFunctionScalingConfig on this version.
+    PutScaling(String),
+    /// DeleteFunction on each of these versions.
+    Prune(Vec<String>),
+}
+
+impl Step {
+    /// The Lambda operation the step calls.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Step::Create => "CreateFunction",
+            Step::Tag(_) => "TagResource",
+            Step::UpdateCode => "UpdateFunctionCode",
+            Step::UpdateConfig => "UpdateFunctionConfiguration",
+            Step::Publish { .. } => "PublishVersion",
+            Step::PutScaling(_) => "PutFunctionScalingConfig",
+            Step::Prune(_) => "DeleteFunction",
+        }
+    }
+}
+
+/// Where the function stands once nothing is left to do in this pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// The current version serves with its scaling applied.
+    Ready,
+    /// AWS is working (creating, updating, starting a version, applying scaling).
+    Waiting(String),
+    /// Nothing more can happen without a person or a spec change.
+    Stuck {
+        /// Bounded reason.
+        reason: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// What to do next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Next {
+    /// Make this call.
+    Do(Step),
+    /// Read the scaling of this version first.
+    ReadScaling(String),
+    /// Nothing more to do now.
+    Settled(Standing),
+}
+
+/// Everything the plan looks at.
+pub struct Input<'a> {
+    /// The desired state.
+    pub desired: &'a Desired,
+    /// What AWS holds.
+    pub world: &'a World,
+    /// The object that owns the function.
+    pub owner: &'a Owner,
+    /// Repair differences (`Correct`, or the spec changed since it was last applied).
+    pub may_correct: bool,
+    /// The operator created the function before (status records it).
+    pub previously_created: bool,
+    /// A failed update may be tried again now (not within the slow retry of the last failure).
+    pub retry_failed_update: bool,
+}
+
+fn stuck(reason: &'static str, message: String) -> Next {
+    Next::Settled(Standing::Stuck { reason, message })
+}
+
+fn waiting(message: String) -> Next {
+    Next::Settled(Standing::Waiting(message))
+}
+
+/// The next call, or where the function stands.
+pub fn next(input: &Input<'_>) -> Next {
+    let d = input.desired;
+    let w = input.world;
+    let name = &d.name;
+    let Some(f) = &w.function else {
+        if input.may_correct || !input.previously_created {
+            return Next::Do(Step::Create);
+        }
+        return stuck(
+            reason::DRIFT_DETECTED,
+            format!(
+                "function {name} was deleted outside Git; driftPolicy Report leaves it deleted \
+                 (set driftPolicy: Correct, or change the spec, to recreate it)"
+            ),
+        );
+    };
+    match input.owner.ownership(&w.tags) {
+        Ownership::Foreign => {
+            return stuck(
+                reason::NAME_CONFLICT,
+                format!(
+                    "a Lambda function named {name} exists and was not created for this object; \
+                     it is left untouched: choose another spec.awsName, or delete that function"
+                ),
+            );
+        }
+        // Ownership tags are kept right whatever the drift policy, or the function is lost.
+        Ownership::OursFromEarlierObject => return Next::Do(Step::Tag(d.tags.clone())),
+        Ownership::Ours => {}
+    }
+    if f.config.capacity_provider_arn != d.config.capacity_provider_arn {
+        return stuck(
+            reason::INVALID_SPEC,
+            format!(
+                "function {name} runs on capacity provider {}, not {}; Lambda cannot move a \
+                 function: delete it (or this object) to recreate it",
+                f.config
+                    .capacity_provider_arn
+                    .as_deref()
+                    .unwrap_or("<none>"),
+                d.config
+                    .capacity_provider_arn
+                    .as_deref()
+                    .unwrap_or("<none>"),
+            ),
+        );
+    }
+    let tag_diff: BTreeMap<String, String> = drift::tags(&d.tags, &w.tags)
+        .into_iter()
+        .map(|e| (e.field.trim_start_matches("tags.").to_owned(), e.desired))
+        .collect();
+    if input.may_correct && !tag_diff.is_empty() {
+        return Next::Do(Step::Tag(tag_diff));
+    }
+
+    let busy = f.state == Some(FunctionState::Pending)
+        || f.last_update_status.as_deref() == Some("InProgress");
+    let failed = f.last_update_status.as_deref() == Some("Failed");
+    let sha = d.code_sha256(w);
+    let code_needed = sha.is_none_or(|s| f.code_sha256.as_deref() != Some(s))
+        || d.config.architecture != f.config.architecture;
+    let config_needed = !drift::version_config(&d.config, &f.config).is_empty()
+        || d.config.description != f.config.description;
+    let latest_ok = !code_needed && !config_needed;
+    if !latest_ok && input.may_correct {
+        if busy {
+            return waiting(format!("function {name} is being updated"));
+        }
+        if failed && !input.retry_failed_update {
+            return stuck(reason::AWS_FAILED, failed_update(name, f));
+        }
+        return Next::Do(if code_needed {
+            Step::UpdateCode
+        } else {
+            Step::UpdateConfig
+        });
+    }
+
+    let Some(v) = d.current(w) else {
+        let hash = sha.map(|s| desired::config_hash(&d.config, s));
+        let (Some(sha), Some(hash), true, true) = (sha, hash, latest_ok, input.may_correct) else {
+            return stuck(
+                reason::DRIFT_DETECTED,
+                format!(
+                    "no published version of {name} matches the spec and the function was \
+                     changed outside Git (see status.drift); driftPolicy Report leaves it so"
+                ),
+            );
+        };
+        if busy {
+            return waiting(format!("function {name} is being created or updated"));
+        }
+        return Next::Do(Step::Publish {
+            code_sha256: sha.to_owned(),
+            revision_id: f.revision_id.clone(),
+            description: desired::version_description(d.config.description.as_deref(), &hash),
+        });
+    };
+
+    let scaled = d.scaling.min.is_some() || d.scaling.max.is_some();
+    let scaling = match &w.scaling {
+        Some((version, s)) if *version == v.version => Some(s),
+        _ => None,
+    };
+    if scaled {
+        let Some(scaling) = scaling else {
+            return Next::ReadScaling(v.version.clone());
+        };
+        if input.may_correct && !drift::scaling(&d.scaling, scaling.requested.as_ref()).is_empty() {
+            return Next::Do(Step::PutScaling(v.version.clone()));
+        }
+    }
+    match v.state {
+        Some(
+            FunctionState::Active | FunctionState::ActiveNonInvocable | FunctionState::Inactive,
+        ) => {}
+        Some(FunctionState::Failed) => {
+            return stuck(
+                reason::AWS_FAILED,
+                format!(
+                    "version {} of {name} failed to start: {}; check the role, the code and the \
+                     capacity provider, then change the spec to publish again",
+                    v.version,
+                    v.state_reason.as_deref().unwrap_or("no reason given"),
+                ),
+            );
+        }
+        Some(FunctionState::Pending) | None => {
+            return waiting(format!(
+                "version {} of {name} is Pending: Lambda is starting its execution environments",
+                v.version
+            ));
+        }
+        Some(other) => {
+            return stuck(
+                reason::AWS_FAILED,
+                format!("version {} of {name} is {other:?}", v.version),
+            );
+        }
+    }
+    let prune = versions::to_prune(&w.versions, &v.version, d.retain);
+    if input.may_correct && !prune.is_empty() {
+        return Next::Do(Step::Prune(prune));
+    }
+    if scaled && !drift::scaling_applied(&d.scaling, scaling.and_then(|s| s.applied.as_ref())) {
+        return waiting(format!(
+            "Lambda is applying the scaling of version {} of {name}",
+            v.version
+        ));
+    }
+    Next::Settled(Standing::Ready)
+}
+
+fn failed_update(name: &str, f: &ObservedFunction) -> String {
+    format!(
+        "the last update of function {name} failed: {}; fix the spec (or the code) — the \
+         operator retries slowly",
+        f.last_update_reason.as_deref().unwrap_or("no reason given")
+    )
+}
+
+/// Whether AWS holds everything the spec asks for (the generation is applied, whatever the
+/// version's state): `$LATEST`, a serving version, its scaling as requested.
+pub fn spec_applied(desired: &Desired, world: &World) -> bool {
+    let Some(f) = &world.function else {
+        return false;
+    };
+    let Some(v) = desired.current(world) else {
+        return false;
+    };
+    let latest_ok = drift::latest(&desired.config, desired.code_sha256(world), f).is_empty();
+    let scaling_ok = match &world.scaling {
+        Some((version, s)) if *version == v.version => {
+            drift::scaling(&desired.scaling, s.requested.as_ref()).is_empty()
+        }
+        _ => desired.scaling.min.is_none() && desired.scaling.max.is_none(),
+    };
+    latest_ok && scaling_ok
+}
+
+/// The differences between the spec and AWS, for `status.drift`. `previous_version` is the
+/// version status last reported as serving.
+pub fn drift(desired: &Desired, world: &World, previous_version: Option<&str>) -> Vec<DriftEntry> {
+    let mut out = Vec::new();
+    let Some(f) = &world.function else {
+        if previous_version.is_some() {
+            out.push(DriftEntry {
+                field: "function".into(),
+                desired: desired.name.clone(),
+                observed: "<absent>".into(),
+                correctable: true,
+            });
+        }
+        return out;
+    };
+    out.extend(drift::latest(
+        &desired.config,
+        desired.code_sha256(world),
+        f,
+    ));
+    if let Some(previous) = previous_version
+        && !world.versions.iter().any(|v| v.version == previous)
+    {
+        out.push(DriftEntry {
+            field: "version".into(),
+            desired: previous.to_owned(),
+            observed: "<absent>".into(),
+            correctable: true,
+        });
+    }
+    if let (Some(v), Some((version, s))) = (desired.current(world), &world.scaling)
+        && v.version == *version
+    {
+        out.extend(drift::scaling(&desired.scaling, s.requested.as_ref()));
+    }
+    out.extend(drift::tags(&desired.tags, &world.tags));
+    out
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

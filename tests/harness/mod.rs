@@ -75,7 +75,7 @@ pub struct World {
 pub fn fast_config(handler_dir: PathBuf) -> Config {
     Config {
         cluster_name: CLUSTER.into(),
-        namespace: "lmi-system".into(),
+        namespace: chart::NAMESPACE.into(),
         resync_interval: Duration::from_secs(2),
         pending_interval: Duration::from_millis(300),
         backoff: Backoff {

@@ -306,6 +306,21 @@ impl World {
             .collect()
     }
 
+    /// Waits until an event with `reason` about objects named `name` is recorded. The
+    /// operator records a pass's events after its AWS calls, so a test that saw AWS change
+    /// waits here rather than reading the events at once.
+    pub async fn wait_event(&self, name: &str, reason: &str) {
+        let seen = eventually(CONVERGE, || async {
+            self.event_reasons(name).iter().any(|r| r == reason)
+        })
+        .await;
+        assert!(
+            seen,
+            "no {reason} event about {name} within {CONVERGE:?}; events: {:?}",
+            self.event_reasons(name)
+        );
+    }
+
     /// Calls the operator made, as `operation` names, optionally only mutating ones.
     pub fn operator_calls(&self, mutating_only: bool) -> Vec<String> {
         self.proxy

@@ -283,10 +283,12 @@ async fn team_namespace(world: &World) {
 fn ready_on(versions: &[&str]) -> impl Fn(&lmi_operator::api::SimilarityFunction) -> bool {
     move |sf| {
         is_ready(sf)
-            && sf
-                .status
-                .as_ref()
-                .is_some_and(|s| s.versions.iter().map(String::as_str).eq(versions.iter().copied()))
+            && sf.status.as_ref().is_some_and(|s| {
+                s.versions
+                    .iter()
+                    .map(String::as_str)
+                    .eq(versions.iter().copied())
+            })
     }
 }
 
@@ -315,12 +317,22 @@ async fn function_lifecycle(world: &World, net: &Network) {
     manifest["spec"]["memoryMiB"] = json!(8192);
     world.apply_function(&manifest).await;
     world
-        .wait_function(TEAM, "products", "Ready on version 2", ready_on(&["1", "2"]))
+        .wait_function(
+            TEAM,
+            "products",
+            "Ready on version 2",
+            ready_on(&["1", "2"]),
+        )
         .await;
     manifest["spec"]["timeoutSeconds"] = json!(60);
     world.apply_function(&manifest).await;
     world
-        .wait_function(TEAM, "products", "Ready on version 3", ready_on(&["2", "3"]))
+        .wait_function(
+            TEAM,
+            "products",
+            "Ready on version 3",
+            ready_on(&["2", "3"]),
+        )
         .await;
 
     // Scaling is set on the serving version; nothing new is published.

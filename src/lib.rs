@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod network;
 pub mod partition;
 pub mod run;
+pub mod runtime;

@@ -22,7 +22,7 @@ pub struct KindLabels {
 pub struct ResultLabels {
     /// The kind reconciled.
     pub kind: &'static str,
-    /// `success` or `error`.
+    /// `success`, `error`, or `cancelled` (stopped midway: shutdown or lost leadership).
     pub result: &'static str,
 }
 
@@ -49,7 +49,7 @@ pub struct AwsCallLabels {
 /// The operator's metrics.
 pub struct Metrics {
     reconciles: Family<ResultLabels, Counter>,
-    duration: Family<KindLabels, Histogram>,
+    duration: Family<ResultLabels, Histogram>,
     failures: Family<ReasonLabels, Counter>,
     drift: Family<KindLabels, Counter>,
     /// AWS calls by service, operation and outcome.
@@ -84,7 +84,7 @@ impl Metrics {
         );
         r.register(
             "reconcile_duration_seconds",
-            "Reconcile duration by kind",
+            "Reconcile duration by kind and result",
             self.duration.clone(),
         );
         r.register(
@@ -109,21 +109,21 @@ impl Metrics {
         );
     }
 
-    /// Starts timing a reconcile; the duration is recorded when the timer is dropped.
+    /// Starts timing a reconcile. [`ReconcileTimer::finish`] counts it with its result; a
+    /// timer dropped unfinished (the reconcile was cancelled) counts as `cancelled`.
     pub fn reconcile_timer(&self, kind: &'static str) -> ReconcileTimer<'_> {
         ReconcileTimer {
             metrics: self,
             kind,
             start: Instant::now(),
+            result: "cancelled",
         }
     }
 
-    /// Counts a finished reconcile.
-    pub fn reconciled(&self, kind: &'static str, ok: bool) {
-        let result = if ok { "success" } else { "error" };
-        self.reconciles
-            .get_or_create(&ResultLabels { kind, result })
-            .inc();
+    fn record(&self, kind: &'static str, result: &'static str, seconds: f64) {
+        let labels = ResultLabels { kind, result };
+        self.reconciles.get_or_create(&labels).inc();
+        self.duration.get_or_create(&labels).observe(seconds);
     }
 
     /// Counts a failure by reason.
@@ -139,18 +139,24 @@ impl Metrics {
     }
 }
 
-/// Records a reconcile's duration on drop.
+/// Times one reconcile; counts it and records its duration when finished or dropped.
 pub struct ReconcileTimer<'a> {
     metrics: &'a Metrics,
     kind: &'static str,
     start: Instant,
+    result: &'static str,
+}
+
+impl ReconcileTimer<'_> {
+    /// The reconcile finished, successfully or not.
+    pub fn finish(mut self, ok: bool) {
+        self.result = if ok { "success" } else { "error" };
+    }
 }
 
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
         self.metrics
-            .duration
-            .get_or_create(&KindLabels { kind: self.kind })
-            .observe(self.start.elapsed().as_secs_f64());
+            .record(self.kind, self.result, self.start.elapsed().as_secs_f64());
     }
 }

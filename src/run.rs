@@ -22,6 +22,7 @@ use crate::api::{CapacityProvider, SimilarityFunction};
 use crate::controller::conditions::is_true_for;
 use crate::controller::{Config, Context, Error, capacity_provider, similarity_function};
 use crate::metrics::Metrics;
+use crate::runtime::args::RuntimeArgs;
 
 /// Flags of `lmi-operator run` (each with an environment fallback).
 #[derive(clap::Args, Debug, Clone)]
@@ -59,6 +60,10 @@ pub struct RunArgs {
     /// Log format: `json` (default, for log pipelines) or `text`.
     #[arg(long, env = "LMI_LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
+
+    /// Leader election, listen addresses, log level, concurrency.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 /// How logs are written.
@@ -81,35 +86,44 @@ impl RunArgs {
             ..Config::default()
         };
         config.backoff.terminal = self.terminal_retry;
+        config.capacity_provider_concurrency = self.runtime.capacity_provider_concurrency;
+        config.similarity_function_concurrency = self.runtime.similarity_function_concurrency;
         config
     }
 }
 
-/// Sets up logging; the level comes from `RUST_LOG` (default `info`).
-pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Sets up logging with `filter` (`--log-level`: a level or `tracing` directives).
+pub fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid --log-level {filter:?}"))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
+    let installed = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
 }
 
-/// Runs the controllers until SIGTERM or Ctrl-C.
+/// Runs the controllers (under leader election unless turned off) and the probe and metrics
+/// endpoints until SIGTERM or Ctrl-C.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    init_tracing(args.log_format);
-    let client = Client::try_default()
+    init_tracing(args.log_format, &args.runtime.log_level)?;
+    let kube_config = kube::Config::infer()
         .await
-        .context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
+        .context("finding Kubernetes (KUBECONFIG or in-cluster)")?;
+    let client = Client::try_from(kube_config.clone()).context("connecting to Kubernetes")?;
     let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
     let metrics = Arc::new(Metrics::default());
+    let runtime = args.runtime.runtime(&kube_config, &args.namespace).await?;
     let ctx = Arc::new(Context::new(client, sdk_config, args.config(), metrics));
-    tracing::info!(cluster = %args.cluster_name, region = %ctx.aws.region, "starting controllers");
-    controllers(ctx, shutdown_signal()).await;
-    tracing::info!("controllers stopped");
+    tracing::info!(cluster = %args.cluster_name, region = %ctx.aws.region, "starting");
+    crate::runtime::operate(ctx, runtime, shutdown_signal(), |ctx, stop| {
+        controllers(ctx, stop)
+    })
+    .await?;
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -141,6 +155,10 @@ pub async fn controllers(ctx: Arc<Context>, shutdown: impl Future<Output = ()> +
     let shutdown = shutdown.boxed().shared();
     let providers: Api<DeserializeGuard<CapacityProvider>> = Api::all(ctx.client.clone());
     let provider_controller = Controller::new(providers, watcher::Config::default().any_semantic())
+        .with_config(concurrency(ctx.config.capacity_provider_concurrency));
+    ctx.readiness
+        .track(capacity_provider::KIND, provider_controller.store());
+    let provider_controller = provider_controller
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_provider, provider_error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -184,7 +202,10 @@ async fn run_functions(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()
         .predicate_filter(predicates::labels, Default::default());
     let by_provider = store.clone();
     let by_namespace = store.clone();
+    ctx.readiness
+        .track(similarity_function::KIND, store.clone());
     Controller::for_stream(own, store)
+        .with_config(concurrency(ctx.config.similarity_function_concurrency))
         .watches_stream(providers, move |cp| {
             functions_where(&by_provider, |f| {
                 f.spec.capacity_provider_ref.name == cp.name_any()
@@ -202,6 +223,11 @@ async fn run_functions(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()
             }
         })
         .await;
+}
+
+/// Controller settings: at most `n` objects of the kind reconciled at once.
+fn concurrency(n: u16) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(n)
 }
 
 fn functions_where(

@@ -29,6 +29,14 @@ pub fn spawn_operator(
     let err_log = log.try_clone()?;
     Command::new(operator)
         .args(["run", "--cluster-name", "sandbox", "--log-format", "text"])
+        // Probes and metrics on one free loopback port: several sandboxes (or a sandbox and
+        // the tests) may run on one machine. One process: no leader election (the default).
+        .args([
+            "--health-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
         .args(extra)
         .arg("--handler-dir")
         .arg(absolute(handler_dir)?)

@@ -111,6 +111,21 @@ fn classify<E>(
     status: Option<u16>,
     err: &SdkError<E, Response>,
 ) -> (ErrorClass, &'static str) {
+    if code.unwrap_or_default().is_empty()
+        && status.is_none()
+        && matches!(err, SdkError::ConstructionFailure(_))
+    {
+        return (ErrorClass::Terminal, "InvalidRequest");
+    }
+    classify_response(code, status)
+}
+
+/// Classifies an AWS error by its error code and HTTP status alone (`None` when no response
+/// came back). Shared with the AWS call metrics, which see responses, not typed errors.
+pub(crate) fn classify_response(
+    code: Option<&str>,
+    status: Option<u16>,
+) -> (ErrorClass, &'static str) {
     use ErrorClass::*;
     match code.unwrap_or_default() {
         "ThrottlingException"
@@ -159,12 +174,11 @@ fn classify<E>(
         c if c.ends_with("LimitExceeded") || c.ends_with("LimitExceededException") => {
             (Terminal, "LimitExceeded")
         }
-        "" => match (err, status) {
-            (_, Some(429)) => (Retryable, "Throttled"),
-            (_, Some(s)) if s >= 500 => (Retryable, "AwsServerError"),
-            (_, Some(403)) => (Terminal, "AccessDenied"),
-            (_, Some(404)) => (NotFound, "NotFound"),
-            (SdkError::ConstructionFailure(_), _) => (Terminal, "InvalidRequest"),
+        "" => match status {
+            Some(429) => (Retryable, "Throttled"),
+            Some(s) if s >= 500 => (Retryable, "AwsServerError"),
+            Some(403) => (Terminal, "AccessDenied"),
+            Some(404) => (NotFound, "NotFound"),
             _ => (Retryable, "AwsUnreachable"),
         },
         _ => match status {

@@ -1,6 +1,7 @@
 //! Thin typed wrappers over aws-sdk-lambda and aws-sdk-ec2, and AWS error classification.
 //! Nothing here decides anything: the controllers' pure steps do.
 
+pub mod call_metrics;
 pub mod ec2;
 pub mod error;
 pub mod functions;
@@ -26,13 +27,34 @@ impl AwsClients {
     /// Clients for the region of `config` (which also carries credentials, retries and an
     /// endpoint override such as `AWS_ENDPOINT_URL`).
     pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// Like [`AwsClients::new`], with every request counted by `counter`.
+    pub fn with_call_metrics(
+        config: &aws_config::SdkConfig,
+        counter: call_metrics::AwsCallCounter,
+    ) -> Self {
+        Self::build(config, Some(counter))
+    }
+
+    fn build(
+        config: &aws_config::SdkConfig,
+        counter: Option<call_metrics::AwsCallCounter>,
+    ) -> Self {
         let region = config
             .region()
             .map(|r| r.as_ref().to_owned())
             .unwrap_or_else(|| "us-east-1".to_owned());
+        let mut lambda = aws_sdk_lambda::config::Builder::from(config);
+        let mut ec2 = aws_sdk_ec2::config::Builder::from(config);
+        if let Some(counter) = counter {
+            lambda = lambda.interceptor(counter.clone());
+            ec2 = ec2.interceptor(counter);
+        }
         Self {
-            lambda: Lambda::new(aws_sdk_lambda::Client::new(config)),
-            ec2: Ec2::new(aws_sdk_ec2::Client::new(config), region.clone()),
+            lambda: Lambda::new(aws_sdk_lambda::Client::from_conf(lambda.build())),
+            ec2: Ec2::new(aws_sdk_ec2::Client::from_conf(ec2.build()), region.clone()),
             region,
         }
     }

@@ -13,7 +13,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use super::error::Backoff;
 use super::similarity_function::code::HandlerBundles;
 use crate::aws::AwsClients;
+use crate::aws::call_metrics::AwsCallCounter;
 use crate::metrics::Metrics;
+use crate::runtime::health::Readiness;
 
 /// Field manager for every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "lmi-operator";
@@ -33,6 +35,10 @@ pub struct Config {
     pub backoff: Backoff,
     /// Directory with `bootstrap-x86_64.zip` and `bootstrap-arm64.zip`.
     pub handler_dir: PathBuf,
+    /// How many CapacityProviders are reconciled at once (never the same one twice).
+    pub capacity_provider_concurrency: u16,
+    /// How many SimilarityFunctions are reconciled at once (never the same one twice).
+    pub similarity_function_concurrency: u16,
 }
 
 impl Default for Config {
@@ -44,6 +50,8 @@ impl Default for Config {
             pending_interval: Duration::from_secs(10),
             backoff: Backoff::default(),
             handler_dir: PathBuf::from("/opt/lmi-operator/handler"),
+            capacity_provider_concurrency: 2,
+            similarity_function_concurrency: 4,
         }
     }
 }
@@ -60,6 +68,8 @@ pub struct Context {
     pub config: Config,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Readiness (`/readyz`): each controller registers its cache here.
+    pub readiness: Readiness,
     /// The handler builds bundled with the operator (`--handler-dir`).
     pub handlers: HandlerBundles,
     recorder: Recorder,
@@ -81,12 +91,16 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            aws: AwsClients::new(&sdk_config),
+            aws: AwsClients::with_call_metrics(
+                &sdk_config,
+                AwsCallCounter::new(metrics.aws_calls.clone()),
+            ),
             sdk_config,
             regional: Mutex::new(HashMap::new()),
             handlers: HandlerBundles::new(&config.handler_dir),
             config,
             metrics,
+            readiness: Readiness::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -104,7 +118,10 @@ impl Context {
                             .to_builder()
                             .region(aws_config::Region::new(r.to_owned()))
                             .build();
-                        AwsClients::new(&config)
+                        AwsClients::with_call_metrics(
+                            &config,
+                            AwsCallCounter::new(self.metrics.aws_calls.clone()),
+                        )
                     })
                     .clone()
             }

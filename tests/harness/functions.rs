@@ -146,11 +146,12 @@ pub fn version(sf: &SimilarityFunction) -> Option<&str> {
 pub type Scaling = (Option<i32>, Option<i32>);
 
 impl World {
-    /// A world for function tests: its namespaces ([`TEAM`], [`OTHER`], the operator's) and a
-    /// good network for [`PROVIDER`].
+    /// A world for function tests: its namespaces ([`TEAM`], [`OTHER`]; the operator's own is
+    /// the chart's release namespace, created by [`World::start`]) and a good network for
+    /// [`PROVIDER`].
     pub async fn for_functions() -> (World, Network) {
         let world = World::start().await;
-        for ns in [TEAM, OTHER, world.config.namespace.as_str()] {
+        for ns in [TEAM, OTHER] {
             world.create_namespace(ns, &[]).await;
         }
         let net = world.good_network().await;

@@ -5,10 +5,18 @@
 //! through the proxy, whose operation log counts its calls; test setup and inspection talk to
 //! the emulator directly and are not counted. Each world also has its own `--handler-dir` with
 //! test builds of the handler (`functions`), which SimilarityFunctions deploy by default.
+//!
+//! The operator runs as the Helm chart deploys it (`chart`): it authenticates as the chart's
+//! ServiceAccount, so the API server enforces the chart's RBAC, and a dropped world fails the
+//! test if RBAC refused the operator anything or it called AWS outside the IAM policy.
+//! `replica` runs whole operator processes' worth of runtime (leader election, probes, metrics)
+//! in-process.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod chart;
 pub mod functions;
+pub mod replica;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -56,6 +64,8 @@ pub struct World {
     pub role_arn: String,
     /// The operator's configuration.
     pub config: Config,
+    /// Who the operator is in the API server: the chart's ServiceAccount.
+    pub identity: chart::OperatorIdentity,
     /// The handler builds in the operator's `--handler-dir`.
     pub handlers: functions::Handlers,
     operator: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
@@ -65,7 +75,7 @@ pub struct World {
 pub fn fast_config(handler_dir: PathBuf) -> Config {
     Config {
         cluster_name: CLUSTER.into(),
-        namespace: "lmi-system".into(),
+        namespace: chart::NAMESPACE.into(),
         resync_interval: Duration::from_secs(2),
         pending_interval: Duration::from_millis(300),
         backoff: Backoff {
@@ -74,6 +84,7 @@ pub fn fast_config(handler_dir: PathBuf) -> Config {
             terminal: Duration::from_secs(2),
         },
         handler_dir,
+        ..Config::default()
     }
 }
 
@@ -83,6 +94,7 @@ impl World {
         let api = TestApiServer::start().await.expect("start the API server");
         api.load_crds(&Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
             .expect("install crds/");
+        let identity = chart::install(&api).await;
         let aws = AwsEmulator::start().await.expect("start the AWS emulator");
         let proxy = FaultProxy::start(aws.endpoint())
             .await
@@ -99,8 +111,16 @@ impl World {
             aws,
             proxy,
             role_arn,
+            identity,
             operator: None,
         }
+    }
+
+    /// A Kubernetes client acting as the operator (the chart's ServiceAccount).
+    pub fn operator_client(&self) -> Client {
+        self.api
+            .client_with_token(&self.identity.token)
+            .expect("the operator's client")
     }
 
     /// A good network: private subnets with a NAT route in two zones and a security group.
@@ -114,7 +134,7 @@ impl World {
     pub fn start_operator(&mut self) {
         assert!(self.operator.is_none(), "the operator is already running");
         let ctx = Arc::new(Context::new(
-            self.api.client(),
+            self.operator_client(),
             self.proxy.sdk_config(),
             self.config.clone(),
             Arc::new(Metrics::default()),
@@ -286,6 +306,21 @@ impl World {
             .collect()
     }
 
+    /// Waits until an event with `reason` about objects named `name` is recorded. The
+    /// operator records a pass's events after its AWS calls, so a test that saw AWS change
+    /// waits here rather than reading the events at once.
+    pub async fn wait_event(&self, name: &str, reason: &str) {
+        let seen = eventually(CONVERGE, || async {
+            self.event_reasons(name).iter().any(|r| r == reason)
+        })
+        .await;
+        assert!(
+            seen,
+            "no {reason} event about {name} within {CONVERGE:?}; events: {:?}",
+            self.event_reasons(name)
+        );
+    }
+
     /// Calls the operator made, as `operation` names, optionally only mutating ones.
     pub fn operator_calls(&self, mutating_only: bool) -> Vec<String> {
         self.proxy
@@ -294,6 +329,15 @@ impl World {
             .filter(|r| !mutating_only || !r.is_read_only())
             .map(|r| r.operation)
             .collect()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // A test that already failed says why; this would only add noise.
+        if !std::thread::panicking() {
+            chart::check_permissions(&self.api, &self.proxy, &self.identity.user);
+        }
     }
 }
 

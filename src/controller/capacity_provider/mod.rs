@@ -62,7 +62,7 @@ fn owner(cp: &CapacityProvider, ctx: &Context) -> Owner {
 
 /// Reconciles one CapacityProvider.
 pub async fn reconcile(cp: Arc<CapacityProvider>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_timer(KIND);
+    let timer = ctx.metrics.reconcile_timer(KIND);
     let api: Api<CapacityProvider> = Api::all(ctx.client.clone());
     let result = finalizer(&api, FINALIZER, cp.clone(), |event| async {
         match event {
@@ -72,7 +72,7 @@ pub async fn reconcile(cp: Arc<CapacityProvider>, ctx: Arc<Context>) -> Result<A
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.reconciled(KIND, result.is_ok());
+    timer.finish(result.is_ok());
     if result.is_ok() {
         ctx.reset_failures(&cp.name_any());
     }

@@ -89,7 +89,7 @@ fn api(sf: &SimilarityFunction, ctx: &Context) -> Api<SimilarityFunction> {
 
 /// Reconciles one SimilarityFunction.
 pub async fn reconcile(sf: Arc<SimilarityFunction>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_timer(KIND);
+    let timer = ctx.metrics.reconcile_timer(KIND);
     let result = finalizer(&api(&sf, &ctx), FINALIZER, sf.clone(), |event| async {
         match event {
             Event::Apply(sf) => converge(&sf, &ctx).await,
@@ -98,7 +98,7 @@ pub async fn reconcile(sf: Arc<SimilarityFunction>, ctx: Arc<Context>) -> Result
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.reconciled(KIND, result.is_ok());
+    timer.finish(result.is_ok());
     if result.is_ok() {
         ctx.reset_failures(&key(&sf));
     }

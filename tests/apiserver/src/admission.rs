@@ -6,6 +6,7 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event as EventV1;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::cel::{RootContext, Validator, apply_defaults};
@@ -153,6 +154,10 @@ pub fn decode_with(
                 Builtin::ServiceAccount => roundtrip::<ServiceAccount>(rt, &obj)?,
                 Builtin::Lease => roundtrip::<Lease>(rt, &obj)?,
                 Builtin::Crd => roundtrip::<CustomResourceDefinition>(rt, &obj)?,
+                Builtin::ClusterRole => roundtrip::<ClusterRole>(rt, &obj)?,
+                Builtin::ClusterRoleBinding => roundtrip::<ClusterRoleBinding>(rt, &obj)?,
+                Builtin::Role => roundtrip::<Role>(rt, &obj)?,
+                Builtin::RoleBinding => roundtrip::<RoleBinding>(rt, &obj)?,
             };
             dropped_paths(&obj, &typed, "", &mut unknown);
             typed

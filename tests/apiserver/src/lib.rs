@@ -8,6 +8,7 @@
 //! See README.md for usage and every known deviation from the real API server.
 
 mod admission;
+mod authz;
 mod deletes;
 mod discovery;
 mod events;
@@ -35,6 +36,7 @@ mod util;
 mod watch;
 mod writes;
 
+pub use authz::{ADMIN, AuditEvent, RequestAttributes};
 pub use faults::Fault;
 pub use server::{ServerError, TestApiServer};
 pub use status::ApiError;

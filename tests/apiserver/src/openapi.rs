@@ -19,7 +19,8 @@ fn schema_name(rt: &ResourceType) -> String {
         Some(_) if rt.group.is_empty() => format!("io.k8s.api.core.{}.{}", rt.version, rt.kind),
         Some(_) => format!(
             "io.k8s.api.{}.{}.{}",
-            rt.group.trim_end_matches(".k8s.io"),
+            // The Go package: `rbac` for rbac.authorization.k8s.io, `coordination`, `events`.
+            rt.group.split('.').next().unwrap_or_default(),
             rt.version,
             rt.kind
         ),
@@ -76,6 +77,11 @@ fn builtin_properties(b: Builtin) -> Value {
             "holderIdentity": {"type": "string"}, "leaseDurationSeconds": {"type": "integer"},
             "acquireTime": {"type": "string"}, "renewTime": {"type": "string"},
             "leaseTransitions": {"type": "integer"}}}}),
+        Builtin::ClusterRole | Builtin::Role => json!({"rules": refs,
+            "aggregationRule": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}),
+        Builtin::ClusterRoleBinding | Builtin::RoleBinding => json!({"subjects": refs,
+            "roleRef": {"type": "object", "properties": {"apiGroup": {"type": "string"},
+                "kind": {"type": "string"}, "name": {"type": "string"}}}}),
         Builtin::Event | Builtin::EventsV1 | Builtin::Crd => json!({}),
     }
 }

@@ -16,6 +16,10 @@ pub enum Builtin {
     ServiceAccount,
     Lease,
     Crd,
+    ClusterRole,
+    ClusterRoleBinding,
+    Role,
+    RoleBinding,
 }
 
 /// The parts of a CRD version the server needs to serve custom resources.
@@ -128,6 +132,7 @@ fn builtin(
 /// The built-in resources this server serves.
 pub fn builtins() -> Vec<ResourceType> {
     use Builtin::*;
+    const RBAC: &str = crate::authz::RBAC_GROUP;
     vec![
         builtin(
             ("", "v1"),
@@ -184,6 +189,34 @@ pub fn builtins() -> Vec<ResourceType> {
             &["crd", "crds"],
             true,
             Crd,
+        ),
+        builtin(
+            (RBAC, "v1"),
+            "clusterroles",
+            "ClusterRole",
+            false,
+            &[],
+            false,
+            ClusterRole,
+        ),
+        builtin(
+            (RBAC, "v1"),
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+            false,
+            ClusterRoleBinding,
+        ),
+        builtin((RBAC, "v1"), "roles", "Role", true, &[], false, Role),
+        builtin(
+            (RBAC, "v1"),
+            "rolebindings",
+            "RoleBinding",
+            true,
+            &[],
+            false,
+            RoleBinding,
         ),
     ]
 }

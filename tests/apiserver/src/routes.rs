@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::admission::FieldValidation;
+use crate::authz::{self, AuditEvent};
 use crate::deletes::{self, DeleteOpts};
 use crate::patch::PatchKind;
 use crate::reads;
@@ -36,8 +37,38 @@ pub fn json_response(code: u16, body: &Value, content_type: &str, warnings: &[St
         .unwrap_or_else(|e| ApiError::internal(e.to_string()).into_response())
 }
 
-/// Entry point for every request.
+/// Entry point for every request: authentication and RBAC, then faults, then the handlers;
+/// every request ends up in the audit log with its status code.
 pub async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response {
+    let attributes = authz::attributes(req.method().as_str(), req.uri().path(), req.uri().query());
+    let identity = {
+        let tokens = shared.tokens.read().unwrap_or_else(|p| p.into_inner());
+        authz::authenticate(header_opt(req.headers(), "authorization"), &tokens)
+    };
+    let (user, authorized, response) = match identity {
+        Ok(identity) => {
+            let allowed = authz::authorize(&shared.lock(), &identity, &attributes);
+            match allowed {
+                Ok(()) => (identity.user, true, serve(shared.clone(), req).await),
+                Err(e) => (identity.user, false, e.into_response()),
+            }
+        }
+        Err(e) => (String::new(), false, e.into_response()),
+    };
+    shared.record(AuditEvent {
+        user,
+        attributes,
+        authorized,
+        code: response.status().as_u16(),
+    });
+    response
+}
+
+fn header_opt<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn serve(shared: Arc<Shared>, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
     let q = query(parts.uri.query());
     let path = parts.uri.path().to_string();

@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::authz::{AuditEvent, Identity};
 use crate::faults::Fault;
 use crate::state::{CRD_GROUP, CRD_RESOURCE, Shared};
 use crate::status::ApiError;
@@ -145,6 +146,59 @@ impl TestApiServer {
             path: path.into(),
             source,
         })
+    }
+
+    /// Issues a bearer token for service account `namespace`/`name`: requests with it act as
+    /// `system:serviceaccount:<namespace>:<name>` (groups `system:serviceaccounts`,
+    /// `system:serviceaccounts:<namespace>`, `system:authenticated`) and are authorized by the
+    /// stored RBAC objects. The service account object itself need not exist.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        let token = format!("lmi-test-{}", uuid::Uuid::new_v4().simple());
+        self.shared
+            .tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.clone(), Identity::service_account(namespace, name));
+        token
+    }
+
+    /// A kube client config for this server that authenticates with `token`.
+    pub fn config_with_token(&self, token: &str) -> Result<kube::Config, ServerError> {
+        let url = self
+            .url()
+            .parse()
+            .map_err(|e| ServerError::Client(format!("{e}")))?;
+        let mut config = kube::Config::new(url);
+        config.auth_info = serde_json::from_value(serde_json::json!({ "token": token }))
+            .map_err(|e| ServerError::Client(e.to_string()))?;
+        Ok(config)
+    }
+
+    /// A kube client that authenticates with `token` (see [`Self::service_account_token`]).
+    pub fn client_with_token(&self, token: &str) -> Result<kube::Client, ServerError> {
+        kube::Client::try_from(self.config_with_token(token)?)
+            .map_err(|e| ServerError::Client(e.to_string()))
+    }
+
+    /// Writes a kubeconfig for this server whose user authenticates with `token`.
+    pub fn write_kubeconfig_with_token(&self, path: &Path, token: &str) -> Result<(), ServerError> {
+        kubeconfig::write_with_token(path, &self.url(), Some(token)).map_err(|source| {
+            ServerError::WriteKubeconfig {
+                path: path.into(),
+                source,
+            }
+        })
+    }
+
+    /// The requests handled so far, oldest first (the latest 200 000), each with its user,
+    /// RBAC attributes and status code.
+    pub fn audit(&self) -> Vec<AuditEvent> {
+        self.shared.audit().iter().cloned().collect()
+    }
+
+    /// Empties the audit log.
+    pub fn clear_audit(&self) {
+        self.shared.audit().clear();
     }
 
     /// Creates (or replaces) a CRD directly, as `kubectl apply` would; its resource is served at once.

@@ -1,15 +1,20 @@
 //! The server's shared state: the store, the registry derived from stored CRDs, the broadcast of
 //! changes to open watches, and the fault switches. Survives a restart.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
+use crate::authz::{AuditEvent, Identity};
 use crate::faults::Faults;
 use crate::registry::Registry;
 use crate::store::{Change, ObjKey, Store};
+
+/// How many requests the audit log keeps (a long-running sandbox must not grow without bound).
+pub const AUDIT_CAPACITY: usize = 200_000;
 
 pub const CRD_GROUP: &str = "apiextensions.k8s.io";
 pub const CRD_RESOURCE: &str = "customresourcedefinitions";
@@ -39,6 +44,10 @@ pub struct Shared {
     pub settings: RwLock<Settings>,
     /// `host:port` the server listens on (for discovery's serverAddressByClientCIDRs).
     pub address: RwLock<String>,
+    /// Bearer tokens the server issued, and whom they authenticate.
+    pub tokens: RwLock<HashMap<String, Identity>>,
+    /// The latest requests handled, oldest first (at most [`AUDIT_CAPACITY`]).
+    pub audit: Mutex<VecDeque<AuditEvent>>,
 }
 
 impl Shared {
@@ -53,6 +62,8 @@ impl Shared {
             faults: Mutex::new(Faults::default()),
             settings: RwLock::new(Settings::default()),
             address: RwLock::new(String::new()),
+            tokens: RwLock::new(HashMap::new()),
+            audit: Mutex::new(VecDeque::new()),
         });
         {
             let mut store = shared.lock();
@@ -87,6 +98,19 @@ impl Shared {
 
     pub fn faults(&self) -> MutexGuard<'_, Faults> {
         self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn audit(&self) -> MutexGuard<'_, VecDeque<AuditEvent>> {
+        self.audit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends to the audit log, forgetting the oldest entry when it is full.
+    pub fn record(&self, event: AuditEvent) {
+        let mut log = self.audit();
+        if log.len() >= AUDIT_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(event);
     }
 
     pub fn settings(&self) -> Settings {

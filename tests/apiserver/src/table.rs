@@ -54,7 +54,10 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
                 col("Message", "string", 0, "", ""),
             ];
         }
-        Some(Builtin::Crd) => return vec![name_col(), col("Created At", "date", 0, "", "")],
+        Some(Builtin::Crd | Builtin::ClusterRole | Builtin::Role) => {
+            return vec![name_col(), col("Created At", "date", 0, "", "")];
+        }
+        Some(Builtin::ClusterRoleBinding | Builtin::RoleBinding) => &[("Role", "string")],
         None => &[],
     };
     for (n, t) in extra {
@@ -150,7 +153,18 @@ pub fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
                 obj[note].clone(),
             ]
         }
-        Some(Builtin::Crd) => vec![name, obj["metadata"]["creationTimestamp"].clone()],
+        Some(Builtin::Crd | Builtin::ClusterRole | Builtin::Role) => {
+            vec![name, obj["metadata"]["creationTimestamp"].clone()]
+        }
+        Some(Builtin::ClusterRoleBinding | Builtin::RoleBinding) => {
+            let role = &obj["roleRef"];
+            let role = format!(
+                "{}/{}",
+                role["kind"].as_str().unwrap_or_default(),
+                role["name"].as_str().unwrap_or_default()
+            );
+            vec![name, json!(role), json!(created)]
+        }
         None => vec![name, json!(created)],
     }
 }

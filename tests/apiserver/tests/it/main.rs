@@ -13,6 +13,7 @@ mod faults;
 mod finalizer;
 mod kubectl;
 mod kubectl_lmi;
+mod rbac;
 mod ssa;
 mod support;
 mod watcher;

@@ -1,0 +1,251 @@
+//! The operator as the Helm chart deploys it: the chart rendered by the real `helm` (default
+//! values), its ServiceAccount, ClusterRole, Role and bindings created in the test API server,
+//! and a token for that ServiceAccount. The operator in every end-to-end test authenticates
+//! with the token, so the API server refuses anything the chart does not grant.
+//!
+//! Also the two least-privilege checks every world runs when it is dropped (see
+//! [`check_permissions`]): no request of the operator was refused by RBAC, and every AWS action
+//! it called is in `deploy/iam/operator-policy.json`. The reverse direction (nothing granted
+//! that is never used) needs a full lifecycle and lives in `tests/runtime/permissions.rs`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use k8s_openapi::api::core::v1::{Container, EnvVar};
+use k8s_openapi::api::rbac::v1::PolicyRule;
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use lmi_test_apiserver::{AuditEvent, TestApiServer};
+use serde_json::Value;
+
+/// The release namespace: the operator's namespace, where its Lease and Role live.
+pub const NAMESPACE: &str = "lmi-system";
+/// The release name.
+pub const RELEASE: &str = "lmi";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `helm template` of the chart with the default values and `extra` arguments; the objects.
+pub fn render(extra: &[&str]) -> Vec<Value> {
+    let helm = root().join(".tools/bin/helm");
+    assert!(
+        helm.is_file(),
+        "{} is missing: run scripts/fetch-tools (scripts/test does)",
+        helm.display()
+    );
+    let out = Command::new(&helm)
+        .args(["template", RELEASE])
+        .arg(root().join("charts/lmi-operator"))
+        .args(["--namespace", NAMESPACE, "--set", "clusterName=e2e"])
+        .args(extra)
+        // Keep helm away from the user's repositories, caches and plugins.
+        .env("HELM_CONFIG_HOME", root().join("target/helm/config"))
+        .env("HELM_CACHE_HOME", root().join("target/helm/cache"))
+        .env("HELM_DATA_HOME", root().join("target/helm/data"))
+        .output()
+        .expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_saphyr::from_multiple::<Value>(&String::from_utf8_lossy(&out.stdout))
+        .expect("helm output parses")
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The chart rendered with default values (rendered once per test binary).
+pub fn default_objects() -> &'static [Value] {
+    static OBJECTS: OnceLock<Vec<Value>> = OnceLock::new();
+    OBJECTS.get_or_init(|| render(&[]))
+}
+
+/// The one rendered object of `kind`.
+pub fn object<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = objects.iter().filter(|o| o["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "expected one {kind} in the chart");
+    found[0]
+}
+
+/// The operator container of the chart's Deployment.
+pub fn container(objects: &[Value]) -> Container {
+    let deployment = object(objects, "Deployment");
+    serde_json::from_value(deployment["spec"]["template"]["spec"]["containers"][0].clone())
+        .expect("the operator container")
+}
+
+/// The value of a plain (non-`valueFrom`) environment variable of the operator container.
+pub fn env(objects: &[Value], name: &str) -> Option<String> {
+    container(objects)
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .find(|e: &EnvVar| e.name == name)
+        .and_then(|e| e.value)
+}
+
+/// The Lease the chart configures (and whose name its Role grants).
+pub fn lease_name() -> String {
+    env(default_objects(), "LMI_LEASE_NAME").expect("the chart sets LMI_LEASE_NAME")
+}
+
+/// The ClusterRole's and the Role's rules.
+pub fn rules() -> (Vec<PolicyRule>, Vec<PolicyRule>) {
+    let rules = |kind: &str| -> Vec<PolicyRule> {
+        serde_json::from_value(object(default_objects(), kind)["rules"].clone())
+            .unwrap_or_else(|e| panic!("{kind} rules: {e}"))
+    };
+    (rules("ClusterRole"), rules("Role"))
+}
+
+/// The operator's identity in the test API server.
+#[derive(Clone, Debug)]
+pub struct OperatorIdentity {
+    /// Bearer token of the chart's ServiceAccount.
+    pub token: String,
+    /// `system:serviceaccount:<namespace>:<name>`.
+    pub user: String,
+}
+
+/// Creates the release namespace and the chart's ServiceAccount, ClusterRole, ClusterRoleBinding,
+/// Role and RoleBinding in `api` (as `helm install` would), and issues the ServiceAccount a token.
+pub async fn install(api: &TestApiServer) -> OperatorIdentity {
+    let admin = api.client();
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}}))
+            .expect("namespace");
+    Api::all(admin.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create the release namespace");
+    let objects = default_objects();
+    let mut service_account = None;
+    for object in objects {
+        let (group, version, plural, namespaced) = match object["kind"].as_str() {
+            Some("ServiceAccount") => ("", "v1", "serviceaccounts", true),
+            Some("ClusterRole") => ("rbac.authorization.k8s.io", "v1", "clusterroles", false),
+            Some("ClusterRoleBinding") => (
+                "rbac.authorization.k8s.io",
+                "v1",
+                "clusterrolebindings",
+                false,
+            ),
+            Some("Role") => ("rbac.authorization.k8s.io", "v1", "roles", true),
+            Some("RoleBinding") => ("rbac.authorization.k8s.io", "v1", "rolebindings", true),
+            _ => continue,
+        };
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let resource = ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: if group.is_empty() {
+                version.into()
+            } else {
+                format!("{group}/{version}")
+            },
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let api: Api<DynamicObject> = if namespaced {
+            let ns = object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(NAMESPACE);
+            Api::namespaced_with(admin.clone(), ns, &resource)
+        } else {
+            Api::all_with(admin.clone(), &resource)
+        };
+        let dynamic: DynamicObject = serde_json::from_value(object.clone()).expect("object");
+        api.create(&PostParams::default(), &dynamic)
+            .await
+            .unwrap_or_else(|e| panic!("create the chart's {kind}: {e}"));
+        if kind == "ServiceAccount" {
+            service_account = object["metadata"]["name"].as_str().map(str::to_owned);
+        }
+    }
+    let name = service_account.expect("the chart creates a ServiceAccount");
+    OperatorIdentity {
+        token: api.service_account_token(NAMESPACE, &name),
+        user: format!("system:serviceaccount:{NAMESPACE}:{name}"),
+    }
+}
+
+/// The operator's requests that RBAC refused, one line each.
+pub fn refused(audit: &[AuditEvent], user: &str) -> Vec<String> {
+    let mut refused: BTreeSet<String> = BTreeSet::new();
+    for event in audit.iter().filter(|e| e.user == user && !e.authorized) {
+        let a = &event.attributes;
+        refused.insert(format!(
+            "{} {}/{} namespace={:?} name={:?}",
+            a.verb,
+            a.api_group,
+            a.combined_resource(),
+            a.namespace,
+            a.name
+        ));
+    }
+    refused.into_iter().collect()
+}
+
+/// Every action `deploy/iam/operator-policy.json` allows, e.g. `lambda:CreateCapacityProvider`.
+pub fn iam_policy_actions() -> BTreeSet<String> {
+    let path = root().join("deploy/iam/operator-policy.json");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let policy: Value = serde_json::from_str(&text).expect("the IAM policy is JSON");
+    let mut actions = BTreeSet::new();
+    for statement in policy["Statement"].as_array().expect("Statement list") {
+        assert_eq!(statement["Effect"], "Allow", "only Allow statements");
+        match &statement["Action"] {
+            Value::String(a) => {
+                actions.insert(a.clone());
+            }
+            Value::Array(list) => {
+                actions.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned)));
+            }
+            other => panic!("Action must be a string or a list: {other}"),
+        }
+    }
+    actions
+}
+
+/// The IAM actions of the AWS calls the operator made through `proxy`, e.g. `ec2:DescribeSubnets`.
+pub fn aws_actions(proxy: &lmi_test_support::FaultProxy) -> BTreeSet<String> {
+    proxy
+        .log()
+        .into_iter()
+        .map(|r| format!("{}:{}", r.service, r.operation))
+        .collect()
+}
+
+/// Fails when RBAC refused one of the operator's requests, or the operator called an AWS action
+/// the IAM policy does not grant. Every world runs it when dropped.
+pub fn check_permissions(api: &TestApiServer, proxy: &lmi_test_support::FaultProxy, user: &str) {
+    let refused = refused(&api.audit(), user);
+    assert!(
+        refused.is_empty(),
+        "the chart's RBAC refused the operator (add the permission to \
+         charts/lmi-operator/templates, with a comment saying why):\n{}",
+        refused.join("\n")
+    );
+    let granted = iam_policy_actions();
+    let missing: Vec<String> = aws_actions(proxy)
+        .into_iter()
+        .filter(|a| !granted.contains(a))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the operator called AWS actions deploy/iam/operator-policy.json does not grant:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// A kubeconfig file at `path` for the operator's ServiceAccount (for `lmi-operator run`).
+pub fn write_kubeconfig(api: &TestApiServer, identity: &OperatorIdentity, path: &Path) {
+    api.write_kubeconfig_with_token(path, &identity.token)
+        .expect("write the operator's kubeconfig");
+}

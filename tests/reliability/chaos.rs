@@ -1,1 +1,0 @@
-//! Chaos (being written).

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
 use kube::api::{ListParams, WatchEvent, WatchParams};
 use kube::core::{ObjectMeta, Resource};
@@ -105,9 +106,7 @@ where
     }
 }
 
-fn ready_message<'a>(
-    conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-) -> &'a str {
+fn ready_message(conditions: &[Condition]) -> &str {
     condition(conditions, "Ready").map_or("", |c| c.message.as_str())
 }
 

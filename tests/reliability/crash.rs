@@ -388,10 +388,9 @@ async fn a_crash_between_creating_and_opening_the_endpoints_group_is_repaired() 
         })
         .await;
     let opened = eventually(Duration::from_secs(20), || async {
-        owned_groups(&world)
-            .await
-            .iter()
-            .any(|(_, role, https)| role == "endpoints" && https == &[isolated.cidr.clone()])
+        owned_groups(&world).await.iter().any(|(_, role, https)| {
+            role == "endpoints" && https == std::slice::from_ref(&isolated.cidr)
+        })
     })
     .await;
     assert!(

@@ -154,11 +154,24 @@ pub async fn shutdown_signal() {
 pub async fn controllers(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = shutdown.boxed().shared();
     let providers: Api<DeserializeGuard<CapacityProvider>> = Api::all(ctx.client.clone());
-    let provider_controller = Controller::new(providers, watcher::Config::default().any_semantic())
-        .with_config(concurrency(ctx.config.capacity_provider_concurrency));
+    let (store, writer) = reflector::store();
+    // Like functions, a provider is woken by its spec, finalizers and deletion mark — not by its
+    // own status writes (each pass writes `lastSyncTime`, which would wake it for a second
+    // pass and double its AWS reads); resyncs come from the requeue of each reconcile.
+    let own = watcher(providers, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::finalizers)
+                .combine(deletion_marked),
+            Default::default(),
+        );
     ctx.readiness
-        .track(capacity_provider::KIND, provider_controller.store());
-    let provider_controller = provider_controller
+        .track(capacity_provider::KIND, store.clone());
+    let provider_controller = Controller::for_stream(own, store)
+        .with_config(concurrency(ctx.config.capacity_provider_concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_provider, provider_error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -249,7 +262,7 @@ fn hash_of(value: impl Hash) -> u64 {
 }
 
 /// Predicate: whether the object is marked for deletion.
-fn deletion_marked(object: &GuardedFunction) -> Option<u64> {
+fn deletion_marked<K: Resource>(object: &K) -> Option<u64> {
     Some(hash_of(object.meta().deletion_timestamp.is_some()))
 }
 

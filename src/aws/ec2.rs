@@ -72,6 +72,8 @@ pub struct OwnedSecurityGroup {
     pub egress: BTreeSet<EgressRule>,
     /// Rules that are not single-port TCP to an IPv4 range (for example the default allow-all).
     pub other_egress_rules: usize,
+    /// IPv4 ranges allowed in on TCP 443 (the telemetry endpoints' group needs its VPC's).
+    pub https_ingress: BTreeSet<String>,
 }
 
 impl Ec2 {
@@ -217,33 +219,7 @@ impl Ec2 {
         let mut tags = ownership.clone();
         tags.insert(ROLE_TAG.into(), role.into());
         let groups = self.security_groups(tag_filters(&tags)).await?;
-        Ok(groups.first().and_then(|g| {
-            let mut egress = BTreeSet::new();
-            let mut other = 0;
-            for p in g.ip_permissions_egress() {
-                let single_tcp = p.ip_protocol() == Some("tcp") && p.from_port() == p.to_port();
-                match (single_tcp, p.from_port()) {
-                    (true, Some(port)) if p.user_id_group_pairs().is_empty() => {
-                        for r in p.ip_ranges() {
-                            if let Some(cidr) = r.cidr_ip() {
-                                egress.insert(EgressRule {
-                                    cidr: cidr.to_owned(),
-                                    port,
-                                });
-                            }
-                        }
-                        other += p.ipv6_ranges().len() + p.prefix_list_ids().len();
-                    }
-                    _ => other += 1,
-                }
-            }
-            Some(OwnedSecurityGroup {
-                id: g.group_id()?.to_owned(),
-                vpc_id: g.vpc_id()?.to_owned(),
-                egress,
-                other_egress_rules: other,
-            })
-        }))
+        Ok(groups.first().and_then(owned_group))
     }
 
     /// Creates a security group with no ingress and exactly `egress`, tagged as owned.
@@ -565,6 +541,45 @@ fn permission(rule: &EgressRule) -> IpPermission {
         .build()
 }
 
+/// What the operator needs to know of a group it owns (`None` without id or VPC).
+fn owned_group(g: &SecurityGroup) -> Option<OwnedSecurityGroup> {
+    let mut egress = BTreeSet::new();
+    let mut other = 0;
+    for p in g.ip_permissions_egress() {
+        let single_tcp = p.ip_protocol() == Some("tcp") && p.from_port() == p.to_port();
+        match (single_tcp, p.from_port()) {
+            (true, Some(port)) if p.user_id_group_pairs().is_empty() => {
+                for r in p.ip_ranges() {
+                    if let Some(cidr) = r.cidr_ip() {
+                        egress.insert(EgressRule {
+                            cidr: cidr.to_owned(),
+                            port,
+                        });
+                    }
+                }
+                other += p.ipv6_ranges().len() + p.prefix_list_ids().len();
+            }
+            _ => other += 1,
+        }
+    }
+    let https_ingress = g
+        .ip_permissions()
+        .iter()
+        .filter(|p| {
+            p.ip_protocol() == Some("tcp") && p.from_port() == Some(443) && p.to_port() == Some(443)
+        })
+        .flat_map(|p| p.ip_ranges().iter().filter_map(|r| r.cidr_ip()))
+        .map(str::to_owned)
+        .collect();
+    Some(OwnedSecurityGroup {
+        id: g.group_id()?.to_owned(),
+        vpc_id: g.vpc_id()?.to_owned(),
+        egress,
+        other_egress_rules: other,
+        https_ingress,
+    })
+}
+
 fn sg_facts(g: &SecurityGroup) -> Option<SecurityGroupFacts> {
     Some(SecurityGroupFacts {
         id: g.group_id()?.to_owned(),
@@ -585,5 +600,63 @@ impl RouteIndex {
             .or_else(|| self.main.get(vpc))
             .copied()
             .unwrap_or(DefaultRoute::None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(port: i32, cidr: &str) -> IpPermission {
+        IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(port)
+            .to_port(port)
+            .ip_ranges(IpRange::builder().cidr_ip(cidr).build())
+            .build()
+    }
+
+    #[test]
+    fn an_owned_group_reports_its_https_ingress_and_its_egress() {
+        let all = IpPermission::builder()
+            .ip_protocol("-1")
+            .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+            .build();
+        let g = SecurityGroup::builder()
+            .group_id("sg-1")
+            .vpc_id("vpc-1")
+            .ip_permissions(tcp(443, "10.7.0.0/16"))
+            .ip_permissions(tcp(22, "10.0.0.0/8"))
+            .ip_permissions_egress(tcp(443, "0.0.0.0/0"))
+            .ip_permissions_egress(all)
+            .build();
+        let owned = owned_group(&g).expect("owned group");
+        assert_eq!(
+            owned.https_ingress,
+            BTreeSet::from(["10.7.0.0/16".to_owned()])
+        );
+        assert_eq!(
+            owned.egress,
+            BTreeSet::from([EgressRule {
+                cidr: "0.0.0.0/0".into(),
+                port: 443
+            }])
+        );
+        assert_eq!(owned.other_egress_rules, 1);
+    }
+
+    #[test]
+    fn a_group_created_but_never_opened_has_no_https_ingress() {
+        let g = SecurityGroup::builder()
+            .group_id("sg-1")
+            .vpc_id("vpc-1")
+            .build();
+        assert!(
+            owned_group(&g)
+                .expect("owned group")
+                .https_ingress
+                .is_empty()
+        );
+        assert!(owned_group(&SecurityGroup::builder().build()).is_none());
     }
 }

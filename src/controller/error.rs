@@ -30,6 +30,12 @@ pub enum Error {
     #[error(transparent)]
     Handler(#[from] crate::controller::similarity_function::code::BundleError),
 
+    /// The spec is valid in the schema but can never work in AWS (for example a role of another
+    /// partition than the region's): found before any AWS call, reported as `InvalidSpec`, and
+    /// looked at again only on a spec change or the slow terminal retry.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+
     /// Something the reconcile waits for (deletion blocked by attached versions, AWS still
     /// deleting); not a failure, but it must keep the finalizer and come back later.
     #[error("waiting: {message}")]
@@ -67,6 +73,7 @@ impl Error {
             },
             Error::Waiting { reason, .. } => reason,
             Error::Handler(_) => "HandlerBuildUnavailable",
+            Error::InvalidSpec(_) => crate::api::conditions::reason::INVALID_SPEC,
         }
     }
 
@@ -80,7 +87,7 @@ impl Error {
                 _ => ErrorClass::Retryable,
             },
             Error::Kube { .. } | Error::Waiting { .. } => ErrorClass::Retryable,
-            Error::Handler(_) => ErrorClass::Terminal,
+            Error::Handler(_) | Error::InvalidSpec(_) => ErrorClass::Terminal,
         }
     }
 
@@ -178,6 +185,22 @@ mod tests {
         assert_eq!(e.reason(), "HandlerBuildUnavailable");
         let d = Backoff::default().delay(&e, 1);
         assert!(d >= Duration::from_secs(240), "{d:?}");
+    }
+
+    #[test]
+    fn an_invalid_spec_is_terminal_with_the_invalid_spec_reason() {
+        let e = Error::InvalidSpec("spec.roleArn is in another partition".into());
+        assert_eq!(e.class(), ErrorClass::Terminal);
+        assert_eq!(e.reason(), "InvalidSpec");
+        assert_eq!(
+            e.to_string(),
+            "invalid spec: spec.roleArn is in another partition"
+        );
+        let d = Backoff::default().delay(&e, 9);
+        assert!(
+            d >= Duration::from_secs(240) && d <= Duration::from_secs(360),
+            "{d:?}"
+        );
     }
 
     #[test]

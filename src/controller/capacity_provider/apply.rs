@@ -76,6 +76,7 @@ pub async fn ensure_network(
                     vpc_id: vpc_id.clone(),
                     egress,
                     other_egress_rules: 0,
+                    https_ingress: BTreeSet::new(),
                 });
             }
             Some(sg) if may_correct && (sg.egress != egress || sg.other_egress_rules > 0) => {
@@ -105,7 +106,40 @@ async fn ensure_endpoints(
 ) -> Result<Vec<Change>, AwsError> {
     let mut changes = Vec::new();
     let sg_id = match &world.endpoints_sg {
-        Some(sg) => sg.id.clone(),
+        Some(sg) => {
+            // Created by an earlier pass that stopped before it was finished (a crash or an
+            // error between the calls): finish it, or the endpoints stay unreachable.
+            if sg.https_ingress.is_empty() {
+                let cidr = aws.ec2.vpc_cidr(vpc_id).await?;
+                aws.ec2.allow_https_ingress(&sg.id, &cidr).await?;
+                changes.push(change(
+                    "UpdatedSecurityGroup",
+                    format!(
+                        "allowed HTTPS from {cidr} into security group {} of the telemetry \
+                         endpoints",
+                        sg.id
+                    ),
+                ));
+            }
+            if !sg.egress.is_empty() || sg.other_egress_rules > 0 {
+                aws.ec2
+                    .set_egress(
+                        &sg.id,
+                        &BTreeSet::new(),
+                        &sg.egress,
+                        sg.other_egress_rules > 0,
+                    )
+                    .await?;
+                changes.push(change(
+                    "UpdatedSecurityGroup",
+                    format!(
+                        "removed the egress rules of security group {} of the telemetry endpoints",
+                        sg.id
+                    ),
+                ));
+            }
+            sg.id.clone()
+        }
         None => {
             let name = format!("{aws_name}-endpoints");
             let id = aws
@@ -130,6 +164,7 @@ async fn ensure_endpoints(
                 vpc_id: vpc_id.to_owned(),
                 egress: BTreeSet::new(),
                 other_egress_rules: 0,
+                https_ingress: BTreeSet::from([cidr]),
             });
             id
         }

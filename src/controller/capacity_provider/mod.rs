@@ -1,6 +1,8 @@
 //! CapacityProvider reconciler.
 //!
 //! One pass is a pipeline, each step in its own module:
+//! 0. **validate** (pure, before any AWS call): what the schema cannot know — the operator role
+//!    must be in the partition of the provider's region (`crate::partition`);
 //! 1. **resolve** (`resolve`): read subnets, route tables, security groups, endpoints, instance
 //!    types and the provider from AWS — and run the pure network and instance-type checks on
 //!    what was read (`crate::network`, `crate::instance_types`);
@@ -30,10 +32,12 @@ use kube::{Api, Resource, ResourceExt};
 use crate::api::capacity_provider::{CapacityProvider, ProviderState};
 use crate::api::common::DriftPolicy;
 use crate::api::conditions::{self as cond};
+use crate::aws::ErrorClass;
 use crate::controller::conditions::Conditions;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, jitter};
 use crate::identity::{self, Owner};
+use crate::partition;
 
 /// Kind name, for metrics and ownership tags.
 pub const KIND: &str = "CapacityProvider";
@@ -110,6 +114,13 @@ async fn converge(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Error>
 
 async fn run_pipeline(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Error> {
     let aws = ctx.aws_for(cp.spec.region.as_deref());
+    // validate: a role of another partition can never be assumed here; refused before AWS
+    partition::check_role(
+        "spec.operatorRoleArn",
+        &cp.spec.operator_role_arn,
+        &aws.region,
+    )
+    .map_err(Error::InvalidSpec)?;
     let name = aws_name(cp, ctx);
     let owner = owner(cp, ctx);
     let ownership = owner.tags();
@@ -222,7 +233,10 @@ async fn run_pipeline(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Er
 }
 
 /// Records a failed reconcile on the object: `Synced=False` with the error's reason, the other
-/// conditions kept. Best effort — the error itself goes to the error policy either way.
+/// conditions kept — except that an error no retry can fix (an invalid spec, access denied, a
+/// parameter AWS refuses) also makes `Ready=False` with that reason, since the provider cannot
+/// serve the spec until someone acts. Best effort — the error itself goes to the error policy
+/// either way (slow retry for terminal errors).
 async fn report_failure(
     api: &Api<CapacityProvider>,
     cp: &CapacityProvider,
@@ -236,6 +250,9 @@ async fn report_failure(
         c.keep(t);
     }
     c.set(cond::SYNCED, false, error.reason(), error.to_string());
+    if error.class() == ErrorClass::Terminal {
+        c.set(cond::READY, false, error.reason(), error.to_string());
+    }
     let changed = !c.changed().is_empty();
     status.conditions = c.into_vec();
     if let Err(e) = report::patch(api, cp, &status).await {

@@ -4,7 +4,9 @@
 //! 1. **resolve** (`resolve`): the referenced CapacityProvider and the namespace's labels, then
 //!    — only for an admitted function — the function, its versions and scaling from Lambda;
 //! 2. **validate** (`admission`, pure): the provider exists, admits the namespace and is Ready;
-//!    otherwise `CapacityProviderReady=False` and nothing is touched in AWS;
+//!    otherwise `CapacityProviderReady=False` and nothing is touched in AWS. The role must be in
+//!    the partition of the provider's region (`crate::partition`); otherwise `InvalidSpec`,
+//!    again before any AWS call;
 //! 3. **plan** (`desired`, `drift`, `versions`, `plan`, pure): the configuration, tags and
 //!    scaling the spec asks for, the drift, and the next call — one at a time;
 //! 4. **apply** (`apply`): the only step that mutates AWS, one call per planned step, the world
@@ -45,6 +47,7 @@ use crate::controller::conditions::Conditions;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, jitter};
 use crate::identity::{self, Owner};
+use crate::partition;
 
 /// Kind name, for metrics and ownership tags.
 pub const KIND: &str = "SimilarityFunction";
@@ -151,6 +154,9 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
         }
     };
     let aws = ctx.aws_for(admitted.region.as_deref());
+    // validate: a role of another partition can never be passed to Lambda here
+    partition::check_role("spec.roleArn", &sf.spec.role_arn, &aws.region)
+        .map_err(Error::InvalidSpec)?;
     let owner = owner(sf, ctx);
 
     // plan: the desired state (and the code, with its hash known before any call)

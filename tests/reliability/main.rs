@@ -1,0 +1,23 @@
+//! The reliability suite: the operator under faults, crashes and impossible input, each test in
+//! a world of its own (in-memory API server, AWS emulator behind the fault proxy; see
+//! `tests/harness/`).
+//!
+//! - [`chaos`]: 200 random user operations and out-of-band AWS changes while AWS throttles and
+//!   fails and the API server drops watches and refuses writes; then every resource converges
+//!   to its spec, a resync changes nothing, and deleting everything leaves nothing in AWS.
+//! - [`crash`]: the real `lmi-operator run` binary SIGKILLed 20 times during convergence and
+//!   restarted; the end state is the spec with nothing created twice.
+//! - [`bad_input`]: specs the schema accepts but AWS cannot serve, each refused with a clear
+//!   condition, nothing created, and a bounded number of AWS calls while it waits.
+//!
+//! Manifests the schema refuses (the validation corpus) are covered by `tests/validation`, which
+//! checks every file of its corpus against the generated CRDs; this suite starts where the
+//! schema ends.
+
+#[path = "../harness/mod.rs"]
+mod harness;
+
+mod bad_input;
+mod chaos;
+mod crash;
+mod inventory;

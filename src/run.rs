@@ -168,8 +168,7 @@ pub async fn controllers(ctx: Arc<Context>, shutdown: impl Future<Output = ()> +
                 .combine(deletion_marked),
             Default::default(),
         );
-    ctx.readiness
-        .track(capacity_provider::KIND, store.clone());
+    ctx.readiness.track(capacity_provider::KIND, store.clone());
     let provider_controller = Controller::for_stream(own, store)
         .with_config(concurrency(ctx.config.capacity_provider_concurrency))
         .graceful_shutdown_on(shutdown.clone())

@@ -131,7 +131,9 @@ fn errors_that_need_a_human_degrade_and_transient_ones_progress() {
             "AWS error reason {r} is new: decide whether Argo CD shows it Degraded (health.lua)"
         );
     }
-    for r in terminal {
+    // A handler build missing from the image (SimilarityFunction): only a new image or
+    // --handler-dir fixes it.
+    for r in terminal.iter().chain(&["HandlerBuildUnavailable"]) {
         assert_eq!(health(&failing(r)).0, "Degraded", "{r}");
     }
     for r in transient.iter().chain(&[
@@ -140,6 +142,9 @@ fn errors_that_need_a_human_degrade_and_transient_ones_progress() {
         "KubeServerError",
         "KubeUnreachable",
         "VersionsAttached",
+        // Waiting while Lambda is busy with a resource or still deleting it.
+        "AwsBusy",
+        "AwsDeleting",
     ]) {
         assert_eq!(health(&failing(r)).0, "Progressing", "{r}");
     }
@@ -166,6 +171,9 @@ fn condition_reasons_map_to_the_documented_health() {
         reason::PUBLIC_SUBNET,
         reason::INSTANCE_TYPE_UNAVAILABLE,
         reason::NAMESPACE_NOT_ALLOWED,
+        // A SimilarityFunction deleted or changed outside Git under driftPolicy Report is not
+        // Ready and stays so until someone acts.
+        reason::DRIFT_DETECTED,
     ] {
         assert_eq!(health(&not_ready(r)).0, "Degraded", "{r}");
     }

@@ -5,7 +5,8 @@
 -- the object is being deleted). Lua 5.1, as Argo CD runs it.
 local hs = {}
 
--- Reasons that do not go away without a change to the spec, the AWS account or the network.
+-- Reasons that do not go away without a change to the spec, the AWS account, the network or
+-- the image (a missing handler build), or a human acting on drift left by driftPolicy Report.
 local terminal = {
   AwsFailed = true,
   InvalidSpec = true,
@@ -19,6 +20,8 @@ local terminal = {
   InvalidRequest = true,
   LimitExceeded = true,
   AwsError = true,
+  HandlerBuildUnavailable = true,
+  DriftDetected = true,
 }
 
 local generation = obj.metadata and obj.metadata.generation

@@ -7,6 +7,7 @@
 mod harness;
 
 mod leader;
+mod lifecycles;
 mod metrics;
 mod permissions;
 mod process;

@@ -56,7 +56,10 @@ impl AwsError {
             ),
             other => (None, describe_transport(other)),
         };
-        let (class, reason) = classify(code.as_deref(), status, &err);
+        let (class, reason) = match code.as_deref() {
+            None | Some("") => classify_transport(status, &err),
+            Some(code) => classify_code(code, &message, status),
+        };
         Self {
             operation,
             code,
@@ -106,13 +109,27 @@ fn describe_transport<E: Debug>(err: &SdkError<E, Response>) -> String {
     }
 }
 
-fn classify<E>(
-    code: Option<&str>,
+/// An error without an AWS error code: by HTTP status, or what kept the request from AWS.
+fn classify_transport<E>(
     status: Option<u16>,
     err: &SdkError<E, Response>,
 ) -> (ErrorClass, &'static str) {
     use ErrorClass::*;
-    match code.unwrap_or_default() {
+    match (err, status) {
+        (_, Some(429)) => (Retryable, "Throttled"),
+        (_, Some(s)) if s >= 500 => (Retryable, "AwsServerError"),
+        (_, Some(403)) => (Terminal, "AccessDenied"),
+        (_, Some(404)) => (NotFound, "NotFound"),
+        (SdkError::ConstructionFailure(_), _) => (Terminal, "InvalidRequest"),
+        _ => (Retryable, "AwsUnreachable"),
+    }
+}
+
+/// An error by its AWS error code (and, where one code covers different situations, its
+/// message).
+fn classify_code(code: &str, message: &str, status: Option<u16>) -> (ErrorClass, &'static str) {
+    use ErrorClass::*;
+    match code {
         "ThrottlingException"
         | "TooManyRequestsException"
         | "RequestLimitExceeded"
@@ -148,6 +165,14 @@ fn classify<E>(
         | "DependencyViolation"
         | "IncorrectState"
         | "IncorrectInstanceState" => (Retryable, "Conflict"),
+        // PublishVersion's CodeSha256 guard answers with this code, not a precondition failure:
+        // the code of `$LATEST` changed since it was read (someone else updated it). Reading
+        // again and retrying resolves it; it is no invalid input.
+        "InvalidParameterValueException"
+            if message.contains("is different from current CodeSHA256") =>
+        {
+            (Retryable, "Conflict")
+        }
         "InvalidParameterValueException"
         | "ValidationException"
         | "InvalidParameterValue"
@@ -159,14 +184,6 @@ fn classify<E>(
         c if c.ends_with("LimitExceeded") || c.ends_with("LimitExceededException") => {
             (Terminal, "LimitExceeded")
         }
-        "" => match (err, status) {
-            (_, Some(429)) => (Retryable, "Throttled"),
-            (_, Some(s)) if s >= 500 => (Retryable, "AwsServerError"),
-            (_, Some(403)) => (Terminal, "AccessDenied"),
-            (_, Some(404)) => (NotFound, "NotFound"),
-            (SdkError::ConstructionFailure(_), _) => (Terminal, "InvalidRequest"),
-            _ => (Retryable, "AwsUnreachable"),
-        },
         _ => match status {
             Some(s) if s >= 500 => (Retryable, "AwsServerError"),
             Some(429) => (Retryable, "Throttled"),
@@ -188,3 +205,42 @@ pub const REASONS: &[&str] = &[
     "AwsError",
     "AwsUnexpectedResponse",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_whose_code_changed_since_it_was_read_is_a_conflict_to_retry() {
+        let message = "CodeSHA256 (AAAA) is different from current CodeSHA256 in $LATEST (BBBB). \
+                       Please try again with the CodeSHA256 in $LATEST.";
+        assert_eq!(
+            classify_code("InvalidParameterValueException", message, Some(400)),
+            (ErrorClass::Retryable, "Conflict")
+        );
+        assert_eq!(
+            classify_code("PreconditionFailedException", "stale revision", Some(412)),
+            (ErrorClass::Retryable, "Conflict")
+        );
+        assert_eq!(
+            classify_code(
+                "InvalidParameterValueException",
+                "MemorySize too big",
+                Some(400)
+            ),
+            (ErrorClass::Terminal, "InvalidRequest")
+        );
+    }
+
+    #[test]
+    fn unknown_codes_are_classified_by_status() {
+        assert_eq!(
+            classify_code("Mystery", "", Some(503)),
+            (ErrorClass::Retryable, "AwsServerError")
+        );
+        assert_eq!(
+            classify_code("Mystery", "", Some(400)),
+            (ErrorClass::Terminal, "AwsError")
+        );
+    }
+}

@@ -69,7 +69,7 @@ fn outcome(response: &HttpResponse) -> &'static str {
         return "success";
     }
     let code = error_code(response);
-    classify_response(code.as_deref(), Some(status)).1
+    classify_response(code.as_deref(), status).1
 }
 
 /// The AWS error code of a failed response, if it names one.

@@ -56,7 +56,10 @@ impl AwsError {
             ),
             other => (None, describe_transport(other)),
         };
-        let (class, reason) = classify(code.as_deref(), status, &err);
+        let (class, reason) = match code.as_deref() {
+            None | Some("") => classify_transport(status, &err),
+            Some(code) => classify_code(code, &message, status),
+        };
         Self {
             operation,
             code,
@@ -106,28 +109,50 @@ fn describe_transport<E: Debug>(err: &SdkError<E, Response>) -> String {
     }
 }
 
-fn classify<E>(
-    code: Option<&str>,
+/// Classifies a failed response by its error code and HTTP status alone, for the AWS call
+/// metrics, which see responses, not typed errors (nor the message some codes need: a
+/// publish refused for a changed CodeSHA256 counts as `InvalidRequest` there).
+pub(crate) fn classify_response(code: Option<&str>, status: u16) -> (ErrorClass, &'static str) {
+    match code {
+        None | Some("") => {
+            classify_status(Some(status)).unwrap_or((ErrorClass::Terminal, "AwsError"))
+        }
+        Some(code) => classify_code(code, "", Some(status)),
+    }
+}
+
+/// What an HTTP status alone says of an error without an AWS error code.
+fn classify_status(status: Option<u16>) -> Option<(ErrorClass, &'static str)> {
+    use ErrorClass::*;
+    match status? {
+        429 => Some((Retryable, "Throttled")),
+        s if s >= 500 => Some((Retryable, "AwsServerError")),
+        403 => Some((Terminal, "AccessDenied")),
+        404 => Some((NotFound, "NotFound")),
+        _ => None,
+    }
+}
+
+/// An error without an AWS error code: by HTTP status, or what kept the request from AWS.
+fn classify_transport<E>(
     status: Option<u16>,
     err: &SdkError<E, Response>,
 ) -> (ErrorClass, &'static str) {
-    if code.unwrap_or_default().is_empty()
-        && status.is_none()
-        && matches!(err, SdkError::ConstructionFailure(_))
-    {
-        return (ErrorClass::Terminal, "InvalidRequest");
+    use ErrorClass::*;
+    if let Some(class) = classify_status(status) {
+        return class;
     }
-    classify_response(code, status)
+    match err {
+        SdkError::ConstructionFailure(_) => (Terminal, "InvalidRequest"),
+        _ => (Retryable, "AwsUnreachable"),
+    }
 }
 
-/// Classifies an AWS error by its error code and HTTP status alone (`None` when no response
-/// came back). Shared with the AWS call metrics, which see responses, not typed errors.
-pub(crate) fn classify_response(
-    code: Option<&str>,
-    status: Option<u16>,
-) -> (ErrorClass, &'static str) {
+/// An error by its AWS error code (and, where one code covers different situations, its
+/// message).
+fn classify_code(code: &str, message: &str, status: Option<u16>) -> (ErrorClass, &'static str) {
     use ErrorClass::*;
-    match code.unwrap_or_default() {
+    match code {
         "ThrottlingException"
         | "TooManyRequestsException"
         | "RequestLimitExceeded"
@@ -163,6 +188,14 @@ pub(crate) fn classify_response(
         | "DependencyViolation"
         | "IncorrectState"
         | "IncorrectInstanceState" => (Retryable, "Conflict"),
+        // PublishVersion's CodeSha256 guard answers with this code, not a precondition failure:
+        // the code of `$LATEST` changed since it was read (someone else updated it). Reading
+        // again and retrying resolves it; it is no invalid input.
+        "InvalidParameterValueException"
+            if message.contains("is different from current CodeSHA256") =>
+        {
+            (Retryable, "Conflict")
+        }
         "InvalidParameterValueException"
         | "ValidationException"
         | "InvalidParameterValue"
@@ -174,13 +207,6 @@ pub(crate) fn classify_response(
         c if c.ends_with("LimitExceeded") || c.ends_with("LimitExceededException") => {
             (Terminal, "LimitExceeded")
         }
-        "" => match status {
-            Some(429) => (Retryable, "Throttled"),
-            Some(s) if s >= 500 => (Retryable, "AwsServerError"),
-            Some(403) => (Terminal, "AccessDenied"),
-            Some(404) => (NotFound, "NotFound"),
-            _ => (Retryable, "AwsUnreachable"),
-        },
         _ => match status {
             Some(s) if s >= 500 => (Retryable, "AwsServerError"),
             Some(429) => (Retryable, "Throttled"),
@@ -202,3 +228,42 @@ pub const REASONS: &[&str] = &[
     "AwsError",
     "AwsUnexpectedResponse",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_whose_code_changed_since_it_was_read_is_a_conflict_to_retry() {
+        let message = "CodeSHA256 (AAAA) is different from current CodeSHA256 in $LATEST (BBBB). \
+                       Please try again with the CodeSHA256 in $LATEST.";
+        assert_eq!(
+            classify_code("InvalidParameterValueException", message, Some(400)),
+            (ErrorClass::Retryable, "Conflict")
+        );
+        assert_eq!(
+            classify_code("PreconditionFailedException", "stale revision", Some(412)),
+            (ErrorClass::Retryable, "Conflict")
+        );
+        assert_eq!(
+            classify_code(
+                "InvalidParameterValueException",
+                "MemorySize too big",
+                Some(400)
+            ),
+            (ErrorClass::Terminal, "InvalidRequest")
+        );
+    }
+
+    #[test]
+    fn unknown_codes_are_classified_by_status() {
+        assert_eq!(
+            classify_code("Mystery", "", Some(503)),
+            (ErrorClass::Retryable, "AwsServerError")
+        );
+        assert_eq!(
+            classify_code("Mystery", "", Some(400)),
+            (ErrorClass::Terminal, "AwsError")
+        );
+    }
+}

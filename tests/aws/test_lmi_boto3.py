@@ -520,6 +520,46 @@ def test_published_versions_are_pending_then_active_and_listed_by_provider(
         lam.list_function_versions_by_capacity_provider(CapacityProviderName="does-not-exist")
 
 
+def test_every_change_of_latest_gets_a_new_revision_and_each_version_its_own(
+    lam, network, function_role
+):
+    arn = create_provider(lam, network)["CapacityProviderArn"]
+    created = create_function(lam, function_role, arn)
+    name = created["FunctionName"]
+    first = created["RevisionId"]
+    assert first and lam.get_function(FunctionName=name)["Configuration"]["RevisionId"] == first
+    configured = lam.update_function_configuration(FunctionName=name, MemorySize=4096)
+    assert configured["RevisionId"] not in ("", first)
+    assert lam.get_function(FunctionName=name)["Configuration"]["RevisionId"] == (
+        configured["RevisionId"]
+    )
+    coded = lam.update_function_code(FunctionName=name, ZipFile=b"other code")
+    assert coded["RevisionId"] not in (first, configured["RevisionId"])
+    version = lam.publish_version(FunctionName=name)
+    assert version["RevisionId"] != coded["RevisionId"]
+    assert lam.get_function(FunctionName=name)["Configuration"]["RevisionId"] == coded["RevisionId"]
+
+
+def test_publish_version_refuses_a_latest_changed_since_it_was_read(lam, network, function_role):
+    arn = create_provider(lam, network)["CapacityProviderArn"]
+    read = create_function(lam, function_role, arn)
+    name = read["FunctionName"]
+    lam.update_function_configuration(FunctionName=name, MemorySize=4096)
+    with pytest.raises(lam.exceptions.PreconditionFailedException) as stale:
+        lam.publish_version(FunctionName=name, RevisionId=read["RevisionId"])
+    assert stale.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    coded = lam.update_function_code(FunctionName=name, ZipFile=b"other code")
+    with pytest.raises(lam.exceptions.InvalidParameterValueException) as other_code:
+        lam.publish_version(FunctionName=name, CodeSha256=read["CodeSha256"])
+    assert "is different from current CodeSHA256 in $LATEST" in str(other_code.value)
+    listed = lam.list_versions_by_function(FunctionName=name)["Versions"]
+    assert [v["Version"] for v in listed] == ["$LATEST"]
+    version = lam.publish_version(
+        FunctionName=name, CodeSha256=coded["CodeSha256"], RevisionId=coded["RevisionId"]
+    )
+    assert (version["Version"], version["MemorySize"]) == ("1", 4096)
+
+
 def test_publish_to_latest_published_replaces_that_version(lam, network, function_role):
     arn = create_provider(lam, network)["CapacityProviderArn"]
     name = create_function(lam, function_role, arn, PublishTo="LATEST_PUBLISHED")["FunctionName"]

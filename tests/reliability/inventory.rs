@@ -93,6 +93,7 @@ pub struct Published {
     pub number: u64,
     pub memory_mib: Option<i32>,
     pub max_concurrency: Option<i32>,
+    pub code_sha256: Option<String>,
     /// The operator writes the config hash it published the version for here.
     pub description: String,
 }
@@ -121,6 +122,7 @@ pub async fn published(world: &World, aws_name: &str) -> Vec<Published> {
                     .capacity_provider_config()
                     .and_then(|c| c.lambda_managed_instances_capacity_provider_config())
                     .and_then(|c| c.per_execution_environment_max_concurrency()),
+                code_sha256: v.code_sha256().map(str::to_owned),
                 description: v.description().unwrap_or_default().to_owned(),
             })
         }));

@@ -7,6 +7,8 @@
 //!   to its spec, a resync changes nothing, and deleting everything leaves nothing in AWS.
 //! - [`crash`]: the real `lmi-operator run` binary SIGKILLed 20 times during convergence and
 //!   restarted; the end state is the spec with nothing created twice.
+//! - [`races`]: `$LATEST` changed outside Git between the operator's read and its publish — a
+//!   race the chaos test found — is refused by Lambda, retried, and never served as the spec.
 //! - [`bad_input`]: specs the schema accepts but AWS cannot serve, each refused with a clear
 //!   condition, nothing created, and a bounded number of AWS calls while it waits.
 //!
@@ -21,3 +23,4 @@ mod bad_input;
 mod chaos;
 mod crash;
 mod inventory;
+mod races;

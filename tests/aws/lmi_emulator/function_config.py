@@ -11,6 +11,10 @@
   LATEST_PUBLISHED`` publishes (or republishes) the ``$LATEST.PUBLISHED`` version instead of a
   numbered one. A version is only published when code or configuration changed since the one it
   would replace, as Lambda does. New versions on a provider start ``Pending``.
+- PublishVersion's preconditions, as Lambda checks them: ``CodeSha256`` must be ``$LATEST``'s
+  (else ``InvalidParameterValueException`` in Lambda's words) and ``RevisionId`` too (else
+  ``PreconditionFailedException``, 412). Which one Lambda checks first when both differ (a code
+  change since the caller's read) is not documented; the code hash is checked first here.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from .attachments import lambda_backend, versions_on
 from .function_state import (
     capacity_provider_arn,
     capacity_provider_config,
+    new_revision,
+    revision_id,
     start_settling,
 )
 from .incoming import account_region, json_body, validate_member
@@ -197,8 +203,26 @@ def publish_version(self: LambdaResponse) -> TYPE_RESPONSE:
         storage = lambda_backend(account, region)._lambdas
         fn = storage.get_function_by_name_or_arn_forbid_qualifier(function_name)
         publish_to = check_publish_to("PublishVersionRequest", body, capacity_provider_config(fn))
+        check_publish_preconditions(fn, body)
         published = publish(storage, function_name, body.get("Description") or "", publish_to)
         return _published_response(published)
+
+
+def check_publish_preconditions(latest: LambdaFunction, body: dict[str, Any]) -> None:
+    """Refuse to publish when ``$LATEST`` is not what the caller read."""
+    sha = body.get("CodeSha256")
+    if sha is not None and sha != latest.code_sha_256:
+        raise invalid_parameter(
+            f"CodeSHA256 ({sha}) is different from current CodeSHA256 in $LATEST "
+            f"({latest.code_sha_256}). Please try again with the CodeSHA256 in $LATEST."
+        )
+    revision = body.get("RevisionId")
+    if revision is not None and revision != revision_id(latest):
+        raise modelled_error(
+            "PreconditionFailedException",
+            "The Revision Id provided does not match the latest Revision Id. Call the "
+            "GetFunction/GetAlias API to retrieve the latest Revision Id",
+        )
 
 
 def fingerprint(fn: LambdaFunction) -> str:
@@ -233,6 +257,7 @@ def publish(
 
     fn = copy.copy(latest)
     fn.set_version(version)  # type: ignore[arg-type]
+    new_revision(fn)
     if description:
         fn.description = description
     start_settling(fn)

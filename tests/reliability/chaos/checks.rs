@@ -186,11 +186,14 @@ async fn function(world: &World, name: &str, spec: &FunctionSpec) -> Check {
         .find(|v| v.number.to_string() == serving)
         .ok_or_else(|| format!("function {name}: serving version {serving} not in {numbers:?}"))?;
     ensure(
-        v.memory_mib == Some(spec.memory_mib) && v.max_concurrency == Some(spec.concurrency),
+        v.memory_mib == Some(spec.memory_mib)
+            && v.max_concurrency == Some(spec.concurrency)
+            && v.code_sha256.as_ref() == Some(&sha),
         || {
             format!(
-                "function {name}: version {serving} has memory {:?} concurrency {:?}, spec {} {}",
-                v.memory_mib, v.max_concurrency, spec.memory_mib, spec.concurrency
+                "function {name}: version {serving} has memory {:?} concurrency {:?} code {:?}, \
+                 spec {} {} {sha}",
+                v.memory_mib, v.max_concurrency, v.code_sha256, spec.memory_mib, spec.concurrency
             )
         },
     )?;

@@ -1,8 +1,8 @@
 //! Chaos: 200 random operations — providers and functions applied, changed (fields the schema
 //! lets change) and deleted, and AWS changed behind the operator's back (function scaling,
 //! memory and code, a function deleted, provider scaling) — while the fault proxy throttles 10%
-//! of AWS calls, fails 5% with a 5xx and delays them all, and the API server drops watches and
-//! answers 409 and 500 now and then. Operations follow each other quickly, never waiting for
+//! of AWS calls, fails 5% with a 5xx and delays them all, and the API server is slow, drops
+//! watches, answers 409 and 500 now and then, and restarts once in a while. Operations follow each other quickly, never waiting for
 //! Ready. Then, faults off: every resource converges to its spec (Ready, and AWS holding what the
 //! spec asks), a resync changes nothing, and deleting everything leaves nothing the operator
 //! created in AWS.
@@ -16,6 +16,7 @@ mod model;
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{CapacityProviderScalingConfig, FunctionScalingConfig};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -66,6 +67,9 @@ enum Op {
     ServerErrors,
     /// The next PATCH fails with 409.
     PatchConflict,
+    /// The API server goes away for a moment (connections and watches drop, then it serves
+    /// again with everything kept).
+    RestartApiServer,
 }
 
 const WEIGHTS: &[(Op, u32)] = &[
@@ -84,6 +88,7 @@ const WEIGHTS: &[(Op, u32)] = &[
     (Op::StatusConflicts, 4),
     (Op::ServerErrors, 3),
     (Op::PatchConflict, 3),
+    (Op::RestartApiServer, 1),
 ];
 
 struct Chaos {
@@ -122,6 +127,7 @@ async fn two_hundred_random_operations_under_faults_converge_and_leave_nothing_b
             .internal_error(0.05)
             .latency(Duration::from_millis(15)),
     );
+    world.api.set_latency(Duration::from_millis(3));
     world.start_operator();
     let mut chaos = Chaos {
         world,
@@ -159,7 +165,7 @@ async fn two_hundred_random_operations_under_faults_converge_and_leave_nothing_b
         .iter()
         .filter(|line| line.starts_with("tamper") || line.contains(" in AWS: "))
         .count();
-    let tampered_ok = chaos.done.iter().filter(|l| l.ends_with("Ok(())")).count();
+    let tampered_ok = chaos.done.iter().filter(|l| l.ends_with(": ok")).count();
     eprintln!(
         "AWS calls by the operator: {} ({injected} answered with an injected fault), {} versions \
          published; {tampered_ok} of {tampered} out-of-band changes hit an existing resource",
@@ -203,6 +209,14 @@ async fn two_hundred_random_operations_under_faults_converge_and_leave_nothing_b
         format!("AWS still holds what the operator created: {inventory:#?}"),
     );
     chaos.world.stop_operator().await;
+}
+
+/// `ok`, or the AWS error code of a failed out-of-band call.
+fn outcome<T, E: ProvideErrorMetadata>(result: Result<T, E>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("failed: {}", e.code().unwrap_or("no error code")),
+    }
 }
 
 impl Chaos {
@@ -251,9 +265,11 @@ impl Chaos {
                 | Op::TamperMemory
                 | Op::TamperCode
                 | Op::DeleteInAws => functions > 0,
-                Op::DropWatches | Op::StatusConflicts | Op::ServerErrors | Op::PatchConflict => {
-                    true
-                }
+                Op::DropWatches
+                | Op::StatusConflicts
+                | Op::ServerErrors
+                | Op::PatchConflict
+                | Op::RestartApiServer => true,
             })
             .collect();
         let total: u32 = possible.iter().map(|(_, w)| w).sum();
@@ -394,10 +410,7 @@ impl Chaos {
                     )
                     .send()
                     .await;
-                format!(
-                    "tamper scaling of {name} v{version}: {:?}",
-                    result.map(drop)
-                )
+                format!("tamper scaling of {name} v{version}: {}", outcome(result))
             }
             Op::TamperMemory => {
                 let name = self.any_function();
@@ -409,7 +422,7 @@ impl Chaos {
                     .memory_size(10240)
                     .send()
                     .await;
-                format!("tamper memory of {name}: {:?}", result.map(drop))
+                format!("tamper memory of {name}: {}", outcome(result))
             }
             Op::TamperCode => {
                 let name = self.any_function();
@@ -422,7 +435,7 @@ impl Chaos {
                     .zip_file(Blob::new(handler_zip(&marker)))
                     .send()
                     .await;
-                format!("tamper code of {name}: {:?}", result.map(drop))
+                format!("tamper code of {name}: {}", outcome(result))
             }
             Op::DeleteInAws => {
                 let name = self.any_function();
@@ -433,7 +446,7 @@ impl Chaos {
                     .function_name(self.world.function_aws_name(TEAM, &name))
                     .send()
                     .await;
-                format!("delete {name} in AWS: {:?}", result.map(drop))
+                format!("delete {name} in AWS: {}", outcome(result))
             }
             Op::TamperProvider => {
                 let name = self.any_provider();
@@ -449,7 +462,7 @@ impl Chaos {
                     )
                     .send()
                     .await;
-                format!("tamper max vCPUs of {name}: {:?}", result.map(drop))
+                format!("tamper max vCPUs of {name}: {}", outcome(result))
             }
             Op::DropWatches => {
                 self.world.api.drop_watches();
@@ -470,6 +483,13 @@ impl Chaos {
                     .api
                     .inject(Fault::status(409).times(1).method(Method::PATCH));
                 "API server: 409 on the next PATCH".into()
+            }
+            Op::RestartApiServer => {
+                let result = self.world.api.restart(Duration::from_millis(200)).await;
+                match result {
+                    Ok(()) => "API server: restarted after 200 ms".into(),
+                    Err(e) => format!("API server: restart failed: {e}"),
+                }
             }
         }
     }

@@ -237,6 +237,19 @@ fn gen_data(f: &Flags) -> Res<Value> {
 
 // ---- measurements -------------------------------------------------------------------------
 
+/// Anonymous memory of this process backed by transparent huge pages (`AnonHugePages` of
+/// `/proc/self/smaps_rollup`), to report how much of the matrix the kernel put on them.
+fn anon_huge_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("AnonHugePages:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 fn rss_bytes() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -294,6 +307,7 @@ fn run(f: &Flags) -> Res<Value> {
     )?;
     let load_s = t.elapsed().as_secs_f64();
     let rss_after = rss_bytes();
+    let huge_after = anon_huge_bytes();
     let memory = catalog.memory();
     let (n, dim) = (catalog.len(), catalog.dim());
     let (_, _, qdata) = read_npy(&dir.join("queries.npy"))?;
@@ -414,6 +428,7 @@ fn run(f: &Flags) -> Res<Value> {
         "load_s": load_s,
         "rss_before_load": rss_before,
         "rss_after_load": rss_after,
+        "anon_huge_pages_after_load": huge_after,
         "memory": memory,
         "f32_matrix_raw_bytes": n * dim * 4,
         "single": single,
@@ -428,13 +443,23 @@ fn run(f: &Flags) -> Res<Value> {
     }))
 }
 
-/// Read bandwidth: each thread folds its share of a 1 GiB buffer, best of 5.
+/// Read bandwidth: each thread folds its share of a 1 GiB buffer, best of 5. The buffer is
+/// mapped and advised onto transparent huge pages like the engine's matrices (and numpy's large
+/// arrays), so the ceiling is measured under the same paging as the scans it is compared with.
+#[allow(unsafe_code)]
 fn membw(threads: usize) -> Res<Value> {
     let words = (1usize << 30) / 8;
-    let buf: Vec<u64> = (0..words as u64)
-        .into_par_iter()
-        .map(|i| i.wrapping_mul(0x9E37))
-        .collect();
+    let mut map = memmap2::MmapMut::map_anon(words * 8)?;
+    #[cfg(target_os = "linux")]
+    let _ = map.advise(memmap2::Advice::HugePage);
+    // SAFETY: the mapping is page aligned, words * 8 bytes long and zero-initialised, and any
+    // bytes are a valid u64; it outlives `buf`.
+    let buf: &mut [u64] =
+        unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().cast::<u64>(), words) };
+    buf.par_iter_mut()
+        .enumerate()
+        .for_each(|(i, w)| *w = (i as u64).wrapping_mul(0x9E37));
+    let buf: &[u64] = buf;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;

@@ -417,27 +417,45 @@ impl Matrix {
         file_row: usize,
         values: &[f32],
     ) -> Result<(), LoadError> {
-        if values.len() != self.dim {
-            return Err(LoadError::Dimension {
-                row: file_row,
-                expected: self.dim,
-                found: values.len(),
-            });
-        }
-        let norm = norm(values).map_err(|index| LoadError::NonFinite {
-            row: file_row,
-            index,
-        })?;
-        if norm == 0.0 {
-            return Err(LoadError::ZeroVector { row: file_row });
-        }
-        let scale = (1.0 / norm) as f32;
-        let dst = &mut self.data.as_mut_slice()[row * self.stride..row * self.stride + self.dim];
-        for (d, &v) in dst.iter_mut().zip(values) {
-            *d = v * scale;
-        }
-        Ok(())
+        let dst = &mut self.data.as_mut_slice()[row * self.stride..(row + 1) * self.stride];
+        put_row(dst, self.dim, file_row, values)
     }
+
+    /// Every row of the matrix (padding included), mutable and in catalog order, so that
+    /// loaders can fill disjoint rows from several threads.
+    pub(crate) fn rows_mut(&mut self) -> std::slice::ChunksExactMut<'_, f32> {
+        let stride = self.stride;
+        self.data.as_mut_slice().chunks_exact_mut(stride)
+    }
+}
+
+/// Validates `values` (file row `file_row`) and writes it, normalised, into the first `dim`
+/// values of `dst` (one padded row of the matrix).
+pub(crate) fn put_row(
+    dst: &mut [f32],
+    dim: usize,
+    file_row: usize,
+    values: &[f32],
+) -> Result<(), LoadError> {
+    if values.len() != dim {
+        return Err(LoadError::Dimension {
+            row: file_row,
+            expected: dim,
+            found: values.len(),
+        });
+    }
+    let norm = norm(values).map_err(|index| LoadError::NonFinite {
+        row: file_row,
+        index,
+    })?;
+    if norm == 0.0 {
+        return Err(LoadError::ZeroVector { row: file_row });
+    }
+    let scale = (1.0 / norm) as f32;
+    for (d, &v) in dst[..dim].iter_mut().zip(values) {
+        *d = v * scale;
+    }
+    Ok(())
 }
 
 /// Euclidean norm in f64, or the index of the first non-finite value.

@@ -22,8 +22,9 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use parquet::file::reader::{ChunkReader, Length};
+use rayon::prelude::*;
 
-use crate::catalog::{Catalog, CategoryInterner, Layout, Matrix, Storage};
+use crate::catalog::{Catalog, CategoryInterner, Layout, Matrix, Storage, put_row};
 use crate::error::LoadError;
 use crate::payload::{self, Payload, PayloadValue};
 
@@ -74,9 +75,25 @@ impl Default for LoadOptions {
 /// (4 MiB) is a rounding error next to the matrix.
 const BATCH_ROWS: usize = 1024;
 
-/// A file opened once and shared by both passes (positional reads, so clones don't interfere).
+/// A file opened once and shared by both passes and by the threads of pass 2. Every read is
+/// positional (`pread`): parquet's own `ChunkReader` for `File` clones the descriptor and
+/// seeks, and clones share one offset, so readers on several threads would read each other's
+/// positions.
 #[derive(Clone)]
 struct SharedFile(Arc<File>);
+
+impl SharedFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::read_at(&*self.0, buf, offset)
+        }
+        #[cfg(windows)]
+        {
+            std::os::windows::fs::FileExt::seek_read(&*self.0, buf, offset)
+        }
+    }
+}
 
 impl Length for SharedFile {
     fn len(&self) -> u64 {
@@ -84,13 +101,44 @@ impl Length for SharedFile {
     }
 }
 
+/// A reader from a position of a [`SharedFile`], by positional reads.
+struct FileAt {
+    file: SharedFile,
+    offset: u64,
+}
+
+impl std::io::Read for FileAt {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 impl ChunkReader for SharedFile {
-    type T = <File as ChunkReader>::T;
+    type T = std::io::BufReader<FileAt>;
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        self.0.get_read(start)
+        Ok(std::io::BufReader::new(FileAt {
+            file: self.clone(),
+            offset: start,
+        }))
     }
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        self.0.get_bytes(start, length)
+        let mut buf = vec![0u8; length];
+        let mut done = 0;
+        while done < length {
+            match self.read_at(&mut buf[done..], start + done as u64) {
+                Ok(0) => {
+                    return Err(parquet::errors::ParquetError::EOF(format!(
+                        "expected {length} bytes at {start}, the file ends after {done}"
+                    )));
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(buf.into())
     }
 }
 
@@ -127,7 +175,7 @@ impl Catalog {
         // Pass 1: ids, categories, payload.
         let mut pass1 = vec![columns.id, columns.category];
         pass1.extend(&columns.payload);
-        let reader1 = batches(&reader, &meta, &pass1)?;
+        let reader1 = batches(&reader, &meta, &pass1, None)?;
         let mut ids: Vec<Arc<str>> = Vec::with_capacity(row_count(&meta));
         let mut categories = CategoryInterner::default();
         let mut cats = Vec::with_capacity(row_count(&meta));
@@ -166,29 +214,105 @@ impl Catalog {
             p.set_order(layout.file_to_row());
         }
 
-        // Pass 2: embeddings, straight into the matrix.
-        let mut matrix: Option<Matrix> = None;
-        let mut file_row = 0;
-        for batch in batches(&reader, &meta, &[columns.embedding])? {
-            let batch = batch.map_err(|e| LoadError::ReadParquet(e.into()))?;
-            let array = column(&batch, &options.embedding_column)?;
-            let rows = Embeddings::new(array.as_ref(), &options.embedding_column)?;
-            for i in 0..batch.num_rows() {
-                let values = rows.row(i, file_row, &options.embedding_column)?;
-                let m = match matrix.as_mut() {
-                    Some(m) => m,
-                    None => matrix.insert(Matrix::new(
-                        layout.len(),
-                        options.dimension.unwrap_or(values.len()),
-                    )?),
-                };
-                m.put(layout.row_of(file_row), file_row, values)?;
-                file_row += 1;
-            }
-        }
-        let matrix = matrix.ok_or(LoadError::Empty)?;
+        // Pass 2: embeddings, straight into the matrix, row groups decoded in parallel.
+        let dim = match options.dimension {
+            Some(dim) => dim,
+            None => first_dimension(&reader, &meta, columns.embedding, options)?,
+        };
+        let mut matrix = Matrix::new(layout.len(), dim)?;
+        fill(
+            &reader,
+            &meta,
+            columns.embedding,
+            options,
+            &layout,
+            &mut matrix,
+        )?;
         layout.finish(matrix, options.storage, payload)
     }
+}
+
+/// The length of the first embedding: the catalog's dimension when none is given.
+fn first_dimension<R: ChunkReader + Clone + 'static>(
+    reader: &R,
+    meta: &ArrowReaderMetadata,
+    embedding: usize,
+    options: &LoadOptions,
+) -> Result<usize, LoadError> {
+    let first = batches(reader, meta, &[embedding], None)?
+        .find(|b| !matches!(b, Ok(b) if b.num_rows() == 0))
+        .ok_or(LoadError::Empty)?
+        .map_err(|e| LoadError::ReadParquet(e.into()))?;
+    let array = column(&first, &options.embedding_column)?;
+    let rows = Embeddings::new(array.as_ref(), &options.embedding_column)?;
+    Ok(rows.row(0, 0, &options.embedding_column)?.len())
+}
+
+/// Decodes the embedding column into the matrix, each row group on a thread of its own (the
+/// global rayon pool: loading is start-up work, before the engine's pool scans). Every row is
+/// validated and normalised as it is written; of several bad rows, the first in the file is
+/// reported, whichever thread met it first.
+fn fill<R: ChunkReader + Clone + 'static>(
+    reader: &R,
+    meta: &ArrowReaderMetadata,
+    embedding: usize,
+    options: &LoadOptions,
+    layout: &Layout,
+    matrix: &mut Matrix,
+) -> Result<(), LoadError> {
+    let dim = matrix.dim;
+    // Each file row's place in the matrix: the rows are disjoint `&mut` slices, handed out in
+    // file order and then split by row group, so the threads never share one.
+    let mut by_row: Vec<Option<&mut [f32]>> = matrix.rows_mut().map(Some).collect();
+    let mut targets: Vec<&mut [f32]> = Vec::with_capacity(by_row.len());
+    for file_row in 0..by_row.len() {
+        let slot = by_row[layout.row_of(file_row)].take();
+        targets.push(slot.ok_or_else(|| corrupt(format!("file row {file_row} placed twice")))?);
+    }
+    drop(by_row);
+    let mut groups = Vec::new();
+    let mut rest = targets.as_mut_slice();
+    let mut first_row = 0;
+    for (g, rg) in meta.metadata().row_groups().iter().enumerate() {
+        let n = usize::try_from(rg.num_rows()).unwrap_or(0).min(rest.len());
+        let (head, tail) = rest.split_at_mut(n);
+        groups.push((g, first_row, head));
+        rest = tail;
+        first_row += n;
+    }
+    if !rest.is_empty() {
+        return Err(corrupt(format!(
+            "the row groups hold {first_row} rows, the file {}",
+            first_row + rest.len()
+        )));
+    }
+    let results: Vec<Result<(), LoadError>> = groups
+        .into_par_iter()
+        .map(|(g, first_row, rows)| {
+            let mut file_row = first_row;
+            let mut rows = rows.iter_mut();
+            for batch in batches(reader, meta, &[embedding], Some(g))? {
+                let batch = batch.map_err(|e| LoadError::ReadParquet(e.into()))?;
+                let array = column(&batch, &options.embedding_column)?;
+                let values = Embeddings::new(array.as_ref(), &options.embedding_column)?;
+                for i in 0..batch.num_rows() {
+                    let v = values.row(i, file_row, &options.embedding_column)?;
+                    let dst = rows.next().ok_or_else(|| {
+                        corrupt(format!("row group {g} holds more rows than it declares"))
+                    })?;
+                    put_row(dst, dim, file_row, v)?;
+                    file_row += 1;
+                }
+            }
+            Ok(())
+        })
+        .collect();
+    results.into_iter().collect()
+}
+
+/// A file whose metadata and data disagree.
+fn corrupt(message: String) -> LoadError {
+    LoadError::ReadParquet(parquet::errors::ParquetError::General(message))
 }
 
 fn row_count(meta: &ArrowReaderMetadata) -> usize {
@@ -199,16 +323,21 @@ fn batches<R: ChunkReader + Clone + 'static>(
     reader: &R,
     meta: &ArrowReaderMetadata,
     roots: &[usize],
+    row_group: Option<usize>,
 ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, LoadError> {
     let mask = ProjectionMask::roots(
         meta.metadata().file_metadata().schema_descr(),
         roots.iter().copied(),
     );
-    ParquetRecordBatchReaderBuilder::new_with_metadata(reader.clone(), meta.clone())
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader.clone(), meta.clone())
         .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(LoadError::ReadParquet)
+        .with_batch_size(BATCH_ROWS);
+    match row_group {
+        Some(g) => builder.with_row_groups(vec![g]),
+        None => builder,
+    }
+    .build()
+    .map_err(LoadError::ReadParquet)
 }
 
 fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, LoadError> {

@@ -432,6 +432,34 @@ fn inconsistent_dimensions_are_refused_with_their_row() {
 }
 
 #[test]
+fn of_bad_rows_in_several_row_groups_the_first_in_the_file_is_reported() {
+    // Row groups of 100 rows are decoded on several threads; whichever finishes first, the
+    // error names the first bad row of the file.
+    let rows = common::random_rows(9, 1000, 8, 2);
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let cats: Vec<&str> = rows.iter().map(|r| r.category.as_str()).collect();
+    let mut vecs: Vec<Vec<f32>> = rows.iter().map(|r| r.vector.clone()).collect();
+    vecs[950] = vec![0.0; 8];
+    vecs[420][3] = f32::NAN;
+    vecs[777][1] = f32::INFINITY;
+    let bytes = parquet(
+        vec![
+            ("id", strings(&ids)),
+            ("category", strings(&cats)),
+            ("embedding", embeddings(&dense(&vecs), Layout::List)),
+        ],
+        100,
+    );
+    for _ in 0..20 {
+        let err = load(bytes.clone()).unwrap_err();
+        assert!(
+            matches!(err, LoadError::NonFinite { row: 420, index: 3 }),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn non_finite_and_zero_vectors_are_refused_with_their_row() {
     for (bad, index) in [(f32::NAN, 2), (f32::INFINITY, 0), (f32::NEG_INFINITY, 1)] {
         let mut rows = three();

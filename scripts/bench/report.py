@@ -62,7 +62,8 @@ def main():
                      f" (mean batch {c32['mean_batch']:.1f}); int8 {c8['qps']:.0f} q/s p99 {c8['latency']['p99_ms']:.0f} ms")
         lines.append(f"load {f32['load_s']:.2f} s (file read {f32['read_file_s']:.2f} s, ratio {f32['load_s'] / f32['read_file_s']:.2f});"
                      f" RSS after load f32 {f32['rss_after_load'] / 1e6:.0f} MB = {f32['rss_after_load'] / f32['f32_matrix_raw_bytes']:.3f}x matrix;"
-                     f" int8 {i8['rss_after_load'] / 1e6:.0f} MB = {i8['rss_after_load'] / f32['f32_matrix_raw_bytes']:.3f}x")
+                     f" int8 {i8['rss_after_load'] / 1e6:.0f} MB = {i8['rss_after_load'] / f32['f32_matrix_raw_bytes']:.3f}x;"
+                     f" on huge pages f32 {f32.get('anon_huge_pages_after_load', 0) / 1e6:.0f} MB")
         lines.append(f"exact top-10 identical to numpy: {same}/{n} queries; BLAS: "
                      + "; ".join(f"{b['internal_api']} {b['version']} {b['architecture']}" for b in base["blas"]))
         def target(name, measured, goal, ge=True):

@@ -51,12 +51,19 @@ const CHUNK_BYTES: usize = 128 * 1024;
 /// Widest query tile of any kernel.
 const TILE_MAX: usize = 6;
 
-/// Query tile widths for `nq` queries: what [`score`] walks and [`pack`] lays out.
+/// Query tiles `(first, width)` for `nq` queries: what [`score`] walks and [`pack`] lays out.
+/// As few tiles as the widest allowed width needs, with the queries spread evenly over them
+/// (32 queries in tiles of at most 6: 6+6+5+5+5+5, not 6×5+2): a narrow last tile would load
+/// every row vector for only one or two multiply-adds.
 fn tiles(nq: usize, qmax: usize) -> impl Iterator<Item = (usize, usize)> {
-    let width = qmax.min(TILE_MAX);
-    (0..nq)
-        .step_by(width)
-        .map(move |q0| (q0, width.min(nq - q0)))
+    let width = qmax.clamp(1, TILE_MAX);
+    let count = nq.div_ceil(width);
+    let (base, wider) = if count == 0 {
+        (0, 0)
+    } else {
+        (nq / count, nq % count)
+    };
+    (0..count).map(move |t| (t * base + t.min(wider), base + usize::from(t < wider)))
 }
 
 /// Lays queries out tile by tile, interleaved within a tile: for each step of `w` elements,
@@ -137,6 +144,7 @@ pub(crate) unsafe fn score<K: Kernel>(a: &Args<K::Row, K::Query, K::Out>) {
                 end: (k0 + kc).min(a.stride),
                 first: k0 == 0,
                 last: k0 + kc >= a.stride,
+                stream: kc == a.stride,
                 accs: accs.as_mut_ptr(),
             };
             for (q0, qn) in tiles(a.nq, K::QMAX) {
@@ -192,6 +200,11 @@ struct Block<A> {
     first: bool,
     /// Accumulators are reduced into the output (else they are saved to `accs`).
     last: bool,
+    /// One sweep over each row (a single query tile): the rows are read once, as a stream, and
+    /// each tile fetches the next tile's rows into L2 as it goes. Every row is its own 4 KiB
+    /// page at 1024 dimensions, and the hardware prefetchers stop at page boundaries, so
+    /// without this every row would start with demand misses.
+    stream: bool,
     /// Saved accumulators of the current row chunk: `[row_in_chunk * nq + q]`.
     accs: *mut A,
 }
@@ -274,6 +287,11 @@ unsafe fn tile<K: Kernel, const R: usize, const Q: usize>(
                 // A few lines ahead in each row: L2 latency hides behind this tile's work.
                 for r in 0..R {
                     K::prefetch(rows.add(r * stride + k).byte_add(AHEAD_BYTES));
+                    if block.stream {
+                        // The same line of the next tile's rows (past the end of the scan at
+                        // the last tile: prefetches never fault).
+                        K::prefetch_l2(rows.wrapping_add((R + r) * stride + k));
+                    }
                 }
             }
             let rv: [K::RowV; R] = std::array::from_fn(|r| K::load_row(rows.add(r * stride + k)));
@@ -292,6 +310,39 @@ unsafe fn tile<K: Kernel, const R: usize, const Q: usize>(
                 } else {
                     accs.add(r * nq + q).write(v);
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_every_query_once_in_as_few_even_tiles_as_the_width_allows() {
+        assert_eq!(
+            tiles(32, 6).collect::<Vec<_>>(),
+            [(0, 6), (6, 6), (12, 5), (17, 5), (22, 5), (27, 5)]
+        );
+        assert_eq!(tiles(1, 6).collect::<Vec<_>>(), [(0, 1)]);
+        assert_eq!(tiles(0, 6).count(), 0);
+        for nq in 0..100 {
+            for qmax in 1..9 {
+                let t: Vec<_> = tiles(nq, qmax).collect();
+                let width = qmax.min(TILE_MAX);
+                assert_eq!(t.len(), nq.div_ceil(width), "{nq} {qmax}");
+                let mut next = 0;
+                for &(q0, qn) in &t {
+                    assert_eq!(q0, next, "{nq} {qmax}: {t:?}");
+                    assert!((1..=width).contains(&qn), "{nq} {qmax}: {t:?}");
+                    next += qn;
+                }
+                assert_eq!(next, nq);
+                let (lo, hi) = t
+                    .iter()
+                    .fold((usize::MAX, 0), |(l, h), &(_, w)| (l.min(w), h.max(w)));
+                assert!(t.is_empty() || hi - lo <= 1, "{nq} {qmax}: {t:?}");
             }
         }
     }

@@ -3,10 +3,11 @@
 //! Two passes over the file, each streaming record batches:
 //! 1. the id, category and payload columns (small): check ids are unique, count each category,
 //!    and so fix every row's place in the category-grouped matrix;
-//! 2. the embedding column: each row is checked, normalised and written straight into its place.
+//! 2. the embedding column, row groups in parallel: each row is checked, normalised and written
+//!    straight into its place.
 //!
-//! No full copy of the vectors exists besides the matrix: pass 2 holds one record batch at a
-//! time, so resident memory stays close to the matrix size.
+//! No full copy of the vectors exists besides the matrix: each thread of pass 2 holds one record
+//! batch at a time, so resident memory stays close to the matrix size.
 
 use std::fs::File;
 use std::path::Path;

@@ -58,11 +58,8 @@ const TILE_MAX: usize = 6;
 fn tiles(nq: usize, qmax: usize) -> impl Iterator<Item = (usize, usize)> {
     let width = qmax.clamp(1, TILE_MAX);
     let count = nq.div_ceil(width);
-    let (base, wider) = if count == 0 {
-        (0, 0)
-    } else {
-        (nq / count, nq % count)
-    };
+    let base = nq.checked_div(count).unwrap_or(0);
+    let wider = nq.checked_rem(count).unwrap_or(0);
     (0..count).map(move |t| (t * base + t.min(wider), base + usize::from(t < wider)))
 }
 

@@ -1,11 +1,32 @@
 """Prints the scripts/bench-similarity table from the JSON files in --out; --json writes all
 figures plus `targets: {name: {measured, goal, met}}`."""
-import argparse, json, os
+import argparse, json, os, statistics
 
 
 def load(out, name):
-    with open(os.path.join(out, name)) as f:
-        return json.load(f)
+    """One figure file, or, when --out holds round-1/, round-2/, ... (scripts/bench-similarity
+    --rounds R), the median over rounds of every number in it (lists, e.g. result rows, and
+    strings are taken from the first round)."""
+    rounds = sorted(d for d in os.listdir(out) if d.startswith("round-"))
+    if not rounds:
+        with open(os.path.join(out, name)) as f:
+            return json.load(f)
+    trees = []
+    for r in rounds:
+        with open(os.path.join(out, r, name)) as f:
+            trees.append(json.load(f))
+    return median_tree(trees)
+
+
+def median_tree(trees):
+    first = trees[0]
+    if isinstance(first, dict):
+        return {k: median_tree([t[k] for t in trees if isinstance(t, dict) and k in t])
+                for k in first}
+    if isinstance(first, (int, float)) and not isinstance(first, bool):
+        values = sorted(t for t in trees if isinstance(t, (int, float)))
+        return statistics.median(values)
+    return first
 
 
 def recall(got, want):
@@ -26,6 +47,9 @@ def main():
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split()]
     figures, targets, lines = {}, {}, []
+    rounds = len([d for d in os.listdir(a.out) if d.startswith("round-")])
+    if rounds:
+        lines.append(f"every figure: the median of {rounds} rounds (ours, then the baselines, per round)")
     for t in threads:
         f32, i8, base, bw = (load(a.out, f"ours-f32-{t}.json"), load(a.out, f"ours-int8-{t}.json"),
                              load(a.out, f"baselines-{t}.json"), load(a.out, f"membw-{t}.json"))
@@ -92,7 +116,7 @@ def main():
                 if isinstance(v, dict):
                     v.pop("top", None)
         with open(a.json, "w") as f:
-            json.dump({"figures": figures, "targets": targets}, f, indent=1)
+            json.dump({"rounds": max(1, rounds), "figures": figures, "targets": targets}, f, indent=1)
 
 
 if __name__ == "__main__":

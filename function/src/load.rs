@@ -126,19 +126,13 @@ impl ChunkReader for SharedFile {
     }
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
         let mut buf = vec![0u8; length];
-        let mut done = 0;
-        while done < length {
-            match self.read_at(&mut buf[done..], start + done as u64) {
-                Ok(0) => {
-                    return Err(parquet::errors::ParquetError::EOF(format!(
-                        "expected {length} bytes at {start}, the file ends after {done}"
-                    )));
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let mut reader = FileAt {
+            file: self.clone(),
+            offset: start,
+        };
+        std::io::Read::read_exact(&mut reader, &mut buf).map_err(|e| {
+            parquet::errors::ParquetError::EOF(format!("{length} bytes at {start}: {e}"))
+        })?;
         Ok(buf.into())
     }
 }
@@ -216,9 +210,13 @@ impl Catalog {
         }
 
         // Pass 2: embeddings, straight into the matrix, row groups decoded in parallel.
-        let dim = match options.dimension {
-            Some(dim) => dim,
-            None => first_dimension(&reader, &meta, columns.embedding, options)?,
+        let dim = match (
+            options.dimension,
+            schema.field(columns.embedding).data_type(),
+        ) {
+            (Some(dim), _) => dim,
+            (None, DataType::FixedSizeList(_, n)) => usize::try_from(*n).unwrap_or(0),
+            (None, _) => first_dimension(&reader, &meta, columns.embedding, options)?,
         };
         let mut matrix = Matrix::new(layout.len(), dim)?;
         fill(
@@ -233,7 +231,8 @@ impl Catalog {
     }
 }
 
-/// The length of the first embedding: the catalog's dimension when none is given.
+/// The length of the first embedding: the catalog's dimension when none is given and the
+/// column's type does not fix it (variable-length lists).
 fn first_dimension<R: ChunkReader + Clone + 'static>(
     reader: &R,
     meta: &ArrowReaderMetadata,

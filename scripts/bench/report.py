@@ -7,7 +7,7 @@ def load(out, name):
     """One figure file, or, when --out holds round-1/, round-2/, ... (scripts/bench-similarity
     --rounds R), the median over rounds of every number in it (lists, e.g. result rows, and
     strings are taken from the first round)."""
-    rounds = sorted(d for d in os.listdir(out) if d.startswith("round-"))
+    rounds = round_dirs(out)
     if not rounds:
         with open(os.path.join(out, name)) as f:
             return json.load(f)
@@ -16,6 +16,10 @@ def load(out, name):
         with open(os.path.join(out, r, name)) as f:
             trees.append(json.load(f))
     return median_tree(trees)
+
+
+def round_dirs(out):
+    return sorted(d for d in os.listdir(out) if d.startswith("round-"))
 
 
 def median_tree(trees):
@@ -47,7 +51,7 @@ def main():
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split()]
     figures, targets, lines = {}, {}, []
-    rounds = len([d for d in os.listdir(a.out) if d.startswith("round-")])
+    rounds = len(round_dirs(a.out))
     if rounds:
         lines.append(f"every figure: the median of {rounds} rounds (ours, then the baselines, per round)")
     for t in threads:

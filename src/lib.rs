@@ -7,6 +7,7 @@
 pub mod api;
 pub mod aws;
 pub mod controller;
+pub mod iam;
 pub mod identity;
 pub mod instance_types;
 pub mod metrics;
@@ -14,3 +15,4 @@ pub mod network;
 pub mod partition;
 pub mod run;
 pub mod runtime;
+pub mod tenancy;

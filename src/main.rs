@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lmi_operator::api::crdgen;
+use lmi_operator::iam::{self, PolicyOptions};
 use lmi_operator::run::{self, RunArgs};
 
 #[derive(Parser)]
@@ -31,11 +32,19 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Print the operator's least-privilege IAM policy (JSON) for this installation: the
+    /// path of the roles it may pass, the buckets handler code may come from, optionally pinned
+    /// to one installation. `deploy/iam/operator-policy.json` is its output with the defaults.
+    IamPolicy(PolicyOptions),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crds { out } => print_crds(out),
+        Command::IamPolicy(options) => {
+            print!("{}", iam::to_json(&iam::policy(&options)));
+            Ok(())
+        }
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

@@ -20,7 +20,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use crate::api::conditions::READY;
 use crate::api::{CapacityProvider, SimilarityFunction};
 use crate::controller::conditions::is_true_for;
+use crate::controller::similarity_function::admission::needs_siblings;
 use crate::controller::{Config, Context, Error, capacity_provider, similarity_function};
+use crate::identity;
 use crate::metrics::Metrics;
 use crate::runtime::args::RuntimeArgs;
 
@@ -32,9 +34,23 @@ pub struct RunArgs {
     #[arg(long, env = "LMI_CLUSTER_NAME")]
     pub cluster_name: String,
 
-    /// The operator's namespace; providers admit it by default.
+    /// The operator's namespace (its Lease lives there).
     #[arg(long, env = "POD_NAMESPACE", default_value = "lmi-system")]
     pub namespace: String,
+
+    /// Identity of this installation in the ownership tags of everything it creates. Default:
+    /// the uid of the cluster's `kube-system` namespace and the operator's namespace, unique per
+    /// cluster and namespace. Set it only to take over the AWS resources of a cluster that was
+    /// rebuilt (use the old cluster's value, from the `lmi.dev/installation` tag).
+    #[arg(long, env = "LMI_INSTALLATION_ID")]
+    pub installation_id: Option<String>,
+
+    /// S3 buckets SimilarityFunctions may load handler code from (`spec.code.s3`), comma
+    /// separated: the buckets the operator's IAM policy lets Lambda read (`lmi-operator
+    /// iam-policy --code-bucket`). Code from other buckets is refused before any AWS call.
+    /// Empty (default): only the grants decide.
+    #[arg(long, env = "LMI_CODE_BUCKETS", value_delimiter = ',')]
+    pub code_buckets: Vec<String>,
 
     /// How often Ready resources are compared with AWS for drift (jittered ±20%), e.g. `5m`.
     #[arg(long, env = "LMI_RESYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
@@ -76,9 +92,11 @@ pub enum LogFormat {
 }
 
 impl RunArgs {
-    fn config(&self) -> Config {
+    fn config(&self, installation_id: String) -> Config {
         let mut config = Config {
             cluster_name: self.cluster_name.clone(),
+            installation_id,
+            code_buckets: self.code_buckets.clone(),
             namespace: self.namespace.clone(),
             resync_interval: self.resync_interval,
             pending_interval: self.pending_interval,
@@ -108,23 +126,51 @@ pub fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 /// endpoints until SIGTERM or Ctrl-C.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format, &args.runtime.log_level)?;
+    identity::check_cluster_name(&args.cluster_name).map_err(anyhow::Error::msg)?;
     let kube_config = kube::Config::infer()
         .await
         .context("finding Kubernetes (KUBECONFIG or in-cluster)")?;
     let client = Client::try_from(kube_config.clone()).context("connecting to Kubernetes")?;
+    let installation_id = match &args.installation_id {
+        Some(id) => id.clone(),
+        None => installation_id(&client, &args.namespace).await?,
+    };
     let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
     let metrics = Arc::new(Metrics::default());
     let runtime = args.runtime.runtime(&kube_config, &args.namespace).await?;
-    let ctx = Arc::new(Context::new(client, sdk_config, args.config(), metrics));
-    tracing::info!(cluster = %args.cluster_name, region = %ctx.aws.region, "starting");
+    let ctx = Arc::new(Context::new(
+        client,
+        sdk_config,
+        args.config(installation_id),
+        metrics,
+    ));
+    tracing::info!(
+        cluster = %args.cluster_name,
+        installation = %ctx.config.installation_id,
+        region = %ctx.aws.region,
+        "starting"
+    );
     crate::runtime::operate(ctx, runtime, shutdown_signal(), |ctx, stop| {
         controllers(ctx, stop)
     })
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The default installation id: from the uid of `kube-system` (fixed for the cluster's life).
+pub async fn installation_id(client: &Client, namespace: &str) -> anyhow::Result<String> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let kube_system = namespaces
+        .get("kube-system")
+        .await
+        .context("reading the kube-system namespace (its uid identifies the cluster)")?;
+    let uid = kube_system
+        .uid()
+        .context("the kube-system namespace has no uid")?;
+    Ok(identity::installation_id(&uid, namespace))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -169,6 +215,7 @@ pub async fn controllers(ctx: Arc<Context>, shutdown: impl Future<Output = ()> +
             Default::default(),
         );
     ctx.readiness.track(capacity_provider::KIND, store.clone());
+    let provider_store = store.clone();
     let provider_controller = Controller::for_stream(own, store)
         .with_config(concurrency(ctx.config.capacity_provider_concurrency))
         .graceful_shutdown_on(shutdown.clone())
@@ -179,7 +226,10 @@ pub async fn controllers(ctx: Arc<Context>, shutdown: impl Future<Output = ()> +
                 Err(error) => tracing::debug!(%error, "reconcile did not finish"),
             }
         });
-    futures::join!(provider_controller, run_functions(ctx, shutdown));
+    futures::join!(
+        provider_controller,
+        run_functions(ctx, provider_store, shutdown)
+    );
 }
 
 type GuardedFunction = DeserializeGuard<SimilarityFunction>;
@@ -187,8 +237,15 @@ type GuardedFunction = DeserializeGuard<SimilarityFunction>;
 /// The SimilarityFunction controller. Its own objects wake it only when the spec, the
 /// finalizers or the deletion mark change (not on its own status writes); a CapacityProvider
 /// wakes the functions that reference it when what admission reads changes; a Namespace wakes
-/// its functions when its labels change. Resyncs come from the requeue of each reconcile.
-async fn run_functions(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
+/// its functions when its labels change; a function whose spec changes or whose deletion starts
+/// wakes the functions created after it on the same provider when a grant there has limits
+/// (they are admitted in creation order, so only they can gain or lose their place). Resyncs
+/// come from the requeue of each reconcile.
+async fn run_functions(
+    ctx: Arc<Context>,
+    provider_store: Store<DeserializeGuard<CapacityProvider>>,
+    shutdown: Shared<BoxFuture<'static, ()>>,
+) {
     let client = ctx.client.clone();
     let functions: Api<GuardedFunction> = Api::all(client.clone());
     let (store, writer) = reflector::store::<GuardedFunction>();
@@ -207,13 +264,24 @@ async fn run_functions(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()
         .default_backoff()
         .touched_objects()
         .predicate_filter(admission_facts, Default::default());
-    let namespaces: Api<Namespace> = Api::all(client);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
     let namespaces = watcher(namespaces, watcher::Config::default().any_semantic())
         .default_backoff()
         .touched_objects()
         .predicate_filter(predicates::labels, Default::default());
+    let siblings = watcher(
+        Api::<GuardedFunction>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(
+        predicates::generation.combine(deletion_marked),
+        Default::default(),
+    );
     let by_provider = store.clone();
     let by_namespace = store.clone();
+    let by_sibling = store.clone();
     ctx.readiness
         .track(similarity_function::KIND, store.clone());
     Controller::for_stream(own, store)
@@ -221,6 +289,23 @@ async fn run_functions(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()
         .watches_stream(providers, move |cp| {
             functions_where(&by_provider, |f| {
                 f.spec.capacity_provider_ref.name == cp.name_any()
+            })
+        })
+        .watches_stream(siblings, move |changed| {
+            let Ok(changed) = changed.0 else {
+                return Vec::new();
+            };
+            let provider = &changed.spec.capacity_provider_ref.name;
+            let limited = provider_store
+                .get(&ObjectRef::new(provider))
+                .and_then(|guard| guard.0.as_ref().ok().map(needs_siblings))
+                .unwrap_or(false);
+            if !limited {
+                return Vec::new();
+            }
+            functions_where(&by_sibling, |f| {
+                f.spec.capacity_provider_ref.name == *provider
+                    && f.metadata.creation_timestamp > changed.metadata.creation_timestamp
             })
         })
         .watches_stream(namespaces, move |ns| {

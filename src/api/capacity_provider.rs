@@ -16,7 +16,7 @@ const RECREATE: &str = "AWS fixes it when the capacity provider is created; crea
 
 /// An AWS Lambda Managed Instances capacity provider: the EC2 fleet (VPC, instance types,
 /// scaling) that runs SimilarityFunctions. Functions that share a provider share instances, so a
-/// provider is a trust boundary: `allowedNamespaces` decides who may use it.
+/// provider is a trust boundary: its `tenants` grants decide who may use it, and with what.
 // clippy reads the repeated `type_ = ...` of each printcolumn as duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -72,8 +72,9 @@ const RECREATE: &str = "AWS fixes it when the capacity provider is created; crea
 #[x_kube(validation = immutable_presence("kmsKeyArn", RECREATE))]
 pub struct CapacityProviderSpec {
     /// Name of the capacity provider in AWS Lambda (1–140 of `A-Z a-z 0-9 - _`). Defaults to
-    /// `<cluster-name>-<metadata.name>` (dots become dashes; long names are shortened with a
-    /// hash), recorded in `status.awsName` and never changed afterwards. Immutable.
+    /// `<cluster-name>_<metadata.name>` (a readable prefix and a hash when that has dots or is
+    /// too long; never the same for two objects), recorded in `status.awsName` and never
+    /// changed afterwards. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 140), regex(pattern = r"^[a-zA-Z0-9_-]+$"))]
     #[x_kube(validation = immutable("awsName", RECREATE))]
@@ -86,9 +87,11 @@ pub struct CapacityProviderSpec {
     #[x_kube(validation = immutable("region", RECREATE))]
     pub region: Option<String>,
 
-    /// Take ownership of an existing capacity provider with the same `awsName` that this
-    /// operator did not create. Without it, a same-named foreign provider is never modified or
-    /// deleted: the resource reports `Ready=False` with reason `NameConflict`.
+    /// Take ownership of an existing capacity provider with the same `awsName` that no
+    /// installation of this operator created. Without it, a same-named foreign provider is
+    /// never modified or deleted: the resource reports `Ready=False` with reason
+    /// `NameConflict`. A provider of another installation of the operator is never taken over.
+    /// Considered once: after the takeover (`status.adoptedArn`) it has no further effect.
     #[serde(default, skip_serializing_if = "is_false")]
     pub adopt: bool,
 
@@ -137,11 +140,18 @@ pub struct CapacityProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<PropagateTagsSpec>,
 
-    /// Which namespaces' SimilarityFunctions may run on this provider. Functions on one provider
-    /// share EC2 instances, so keep production and non-production apart. When both `names` and
-    /// `selector` are empty, only the operator's own namespace is admitted.
-    #[serde(default)]
-    pub allowed_namespaces: AllowedNamespaces,
+    /// Grants: which namespaces may place SimilarityFunctions on this provider, and for them
+    /// which execution roles, code and catalog sources and AWS function names they may use,
+    /// within which limits. Functions on one provider share EC2 instances (AWS: the capacity
+    /// provider is the security boundary, containers are not), so a function is admitted only
+    /// when one grant admits its namespace and everything it names; otherwise it is refused
+    /// with a reason and nothing is written to AWS. Removing or narrowing a grant suspends the
+    /// functions it no longer admits (their versions are scaled to zero execution
+    /// environments) until a grant admits them again. No grants: no function is admitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub tenants: Vec<TenantGrant>,
 
     /// `Delete` (default) deletes the AWS capacity provider and the resources the operator
     /// created for it when this object is deleted; `Retain` leaves AWS untouched.
@@ -418,23 +428,129 @@ pub struct PropagateTagsSpec {
     pub explicit_tags: Tags,
 }
 
-/// Namespaces admitted to a capacity provider: a namespace is admitted when it is listed in
-/// `names` or its labels match `selector`.
+/// One grant of a capacity provider: the namespaces it covers and what their functions may use.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct AllowedNamespaces {
-    /// Namespace names admitted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(
+pub struct TenantGrant {
+    /// Name of the grant, unique within the provider (for example the team's name). Refusals
+    /// name the grant to change, and a tenant's limits are counted per grant.
+    #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    ))]
+    )]
+    pub name: String,
+
+    /// The namespaces this grant covers: listed by name, or selected by their labels.
+    pub namespaces: NamespaceGrant,
+
+    /// Execution roles the functions may use (`spec.roleArn`), as ARN patterns (1–50). `*`
+    /// matches any run of characters within one path segment (never `/`); the partition and
+    /// account are literal. Role names compare without regard to case, as IAM's do. Example:
+    /// `arn:aws:iam::123456789012:role/team-a-*`.
+    #[schemars(
+        length(min = 1, max = 50),
+        inner(regex(
+            pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[a-zA-Z0-9+=,.@_/*-]{1,512}$"
+        ))
+    )]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub execution_role_arns: Vec<String>,
+
+    /// S3 locations the functions may load handler code from (`spec.code.s3`), up to 50: a
+    /// bucket (`s3://bucket/`), a key prefix ending in `/` (`s3://bucket/lambda/`) or one
+    /// object (`s3://bucket/lambda/bootstrap.zip`). Empty (default): only the handler bundled
+    /// with the operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(regex(pattern = S3_SOURCE_PATTERN)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub code_sources: Vec<String>,
+
+    /// S3 locations the functions may serve catalogs from (`spec.catalog.uri`), 1–50, written
+    /// like `codeSources`. Example: `s3://team-a-catalogs/`.
+    #[schemars(length(min = 1, max = 50), inner(regex(pattern = S3_SOURCE_PATTERN)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub catalog_sources: Vec<String>,
+
+    /// AWS function names the functions may set in `spec.awsName`, as patterns (`*` matches
+    /// any run of characters), up to 50. Empty (default): only the names the operator derives
+    /// (which cannot collide with another object's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(regex(pattern = r"^[a-zA-Z0-9_*-]{1,64}$")))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub function_names: Vec<String>,
+
+    /// What all functions admitted by this grant on this provider may claim together.
+    #[serde(default, skip_serializing_if = "TenantLimits::is_unlimited")]
+    pub limits: TenantLimits,
+}
+
+/// S3 source patterns of a grant: `s3://bucket/`, `s3://bucket/prefix/` or `s3://bucket/key`
+/// (no wildcards; no `.` or `..` path segments).
+const S3_SOURCE_PATTERN: &str = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^*?]*)$";
+
+/// Namespaces covered by a grant: a namespace is covered when it is listed in `names` or its
+/// labels match `selector`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.names) && size(self.names) > 0) || has(self.selector)")
+    .message("a grant must cover namespaces: set namespaces.names, namespaces.selector, or both"))]
+pub struct NamespaceGrant {
+    /// Namespace names covered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 100),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub names: Vec<String>,
 
-    /// Label selector on Namespace objects (`{}` admits every namespace).
+    /// Label selector on Namespace objects (`{}` covers every namespace: use it only on a
+    /// provider every team may share).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
+}
+
+/// Limits of one grant, summed over every function it admits on the provider (in every
+/// namespace it covers). Unset: no limit.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantLimits {
+    /// Most SimilarityFunctions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10000))]
+    pub max_functions: Option<i32>,
+
+    /// Most execution environments: the sum of `spec.scaling.maxExecutionEnvironments`
+    /// (which then must be set on every function).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 15000))]
+    pub max_execution_environments: Option<i32>,
+
+    /// Most memory in MiB: the sum of `spec.memoryMiB` (one execution environment of each
+    /// function).
+    #[serde(
+        rename = "maxMemoryMiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 0, max = 33554432))]
+    pub max_memory_mib: Option<i32>,
+
+    /// Most published versions kept: the sum of `spec.versions.retain`. Keep it well under
+    /// 100, the number of function versions AWS allows on one capacity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_retained_versions: Option<i32>,
+}
+
+impl TenantLimits {
+    /// Whether no limit is set.
+    pub fn is_unlimited(&self) -> bool {
+        self == &TenantLimits::default()
+    }
 }
 
 // Lifecycle state of the capacity provider in AWS. (No `///`: see `SystemLogLevel`.)
@@ -486,6 +602,12 @@ pub struct CapacityProviderStatus {
     /// Function versions attached to this provider (ARNs), as AWS lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub function_versions: Vec<String>,
+
+    /// ARN of the existing capacity provider this object took over (`spec.adopt`). Once set,
+    /// `spec.adopt` is no longer considered: a same-named provider that later replaces it is
+    /// never taken over silently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted_arn: Option<String>,
 
     /// Differences between the spec and AWS found by the last resync.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -70,8 +70,18 @@ pub mod reason {
     pub const PROVIDER_NOT_FOUND: &str = "ProviderNotFound";
     /// The referenced capacity provider is not Ready yet.
     pub const PROVIDER_NOT_READY: &str = "ProviderNotReady";
-    /// The referenced capacity provider does not admit this namespace.
+    /// No grant of the referenced capacity provider covers this namespace.
     pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+    /// The grant covering the namespace does not allow `spec.roleArn`.
+    pub const ROLE_NOT_ALLOWED: &str = "RoleNotAllowed";
+    /// The grant covering the namespace does not allow `spec.code.s3`.
+    pub const CODE_SOURCE_NOT_ALLOWED: &str = "CodeSourceNotAllowed";
+    /// The grant covering the namespace does not allow `spec.catalog.uri`.
+    pub const CATALOG_SOURCE_NOT_ALLOWED: &str = "CatalogSourceNotAllowed";
+    /// The grant covering the namespace does not allow `spec.awsName`.
+    pub const FUNCTION_NAME_NOT_ALLOWED: &str = "FunctionNameNotAllowed";
+    /// The function would take its grant past one of the grant's limits.
+    pub const TENANT_LIMIT_EXCEEDED: &str = "TenantLimitExceeded";
     /// Function versions are still attached to the capacity provider.
     pub const VERSIONS_ATTACHED: &str = "VersionsAttached";
     /// Nothing blocks deletion.

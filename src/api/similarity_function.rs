@@ -35,6 +35,7 @@ pub const DEFAULT_EMBEDDING_MODEL: &str = "amazon.nova-2-multimodal-embeddings-v
     namespaced,
     status = "SimilarityFunctionStatus",
     cel,
+    selectable = ".spec.capacityProviderRef.name",
     doc = "A Lambda function running the compiled product-similarity handler on a \
            CapacityProvider, served as published versions.",
     printcolumn(
@@ -81,17 +82,19 @@ pub const DEFAULT_EMBEDDING_MODEL: &str = "amazon.nova-2-multimodal-embeddings-v
               (for example 4096 or 8192 with memoryGiBPerVCpu 4)"))]
 #[x_kube(validation = immutable_presence("awsName", RECREATE))]
 pub struct SimilarityFunctionSpec {
-    /// Name of the Lambda function (1–64 of `A-Z a-z 0-9 - _`). Defaults to
-    /// `<cluster-name>-<namespace>-<metadata.name>` (shortened with a hash when too long),
-    /// recorded in `status.awsName` and never changed afterwards. Immutable.
+    /// Name of the Lambda function (1–64 of `A-Z a-z 0-9 - _`); the provider's grant must allow
+    /// it (`tenants[].functionNames`), and names of the shape the operator derives are
+    /// reserved. Defaults to `<cluster-name>_<namespace>_<metadata.name>` (a readable prefix and
+    /// a hash when that is too long or has dots; never the same for two objects), recorded in
+    /// `status.awsName` and never changed afterwards. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-zA-Z0-9_-]+$"))]
     #[x_kube(validation = immutable("awsName", RECREATE))]
     pub aws_name: Option<String>,
 
-    /// The CapacityProvider (cluster-scoped) the function runs on. It must be Ready and admit
-    /// this namespace in its `allowedNamespaces`. Immutable: Lambda fixes a function's
-    /// capacity provider at creation.
+    /// The CapacityProvider (cluster-scoped) the function runs on. It must be Ready, and one of
+    /// its `tenants` grants must admit this namespace and everything this function names
+    /// (role, code, catalog, AWS name). Immutable.
     #[x_kube(validation = immutable("capacityProviderRef", RECREATE))]
     pub capacity_provider_ref: CapacityProviderRef,
 
@@ -414,6 +417,10 @@ pub struct SimilarityFunctionStatus {
     /// ARN of the capacity provider the function is attached to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_arn: Option<String>,
+
+    /// The grant (`spec.tenants[].name`) of the capacity provider that admits the function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 
     /// The current published version (the one invocations reach).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,6 +14,7 @@ use aws_sdk_ec2::types::{
 };
 
 use super::error::AwsError;
+use crate::identity::TAG_INSTALLATION;
 use crate::instance_types::InstanceTypeFacts;
 use crate::network::{DefaultRoute, SecurityGroupFacts, SubnetFacts};
 
@@ -35,10 +36,25 @@ fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Fi
         .build()
 }
 
+/// Filters on every tag of `tags` but the installation, which [`same_installation`] checks on
+/// the result: resources created before installations were tagged have none, and must still be
+/// found.
 fn tag_filters(tags: &BTreeMap<String, String>) -> Vec<Filter> {
     tags.iter()
+        .filter(|(k, _)| k.as_str() != TAG_INSTALLATION)
         .map(|(k, v)| filter(&format!("tag:{k}"), [v.clone()]))
         .collect()
+}
+
+/// Whether a resource's tags name no installation or the one in `ownership` (another
+/// installation's resources are never the operator's to change).
+fn same_installation(tags: &[Tag], ownership: &BTreeMap<String, String>) -> bool {
+    let Some(mine) = ownership.get(TAG_INSTALLATION) else {
+        return true;
+    };
+    tags.iter()
+        .find(|t| t.key() == Some(TAG_INSTALLATION))
+        .is_none_or(|t| t.value() == Some(mine.as_str()))
 }
 
 fn tag_specification(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
@@ -210,7 +226,8 @@ impl Ec2 {
         Ok(groups)
     }
 
-    /// The security group the operator created for an owner (found by its uid tag).
+    /// The security group the operator created for an owner (found by its lookup tags,
+    /// `Owner::lookup_tags`; one of another installation is never returned).
     pub async fn owned_security_group(
         &self,
         ownership: &BTreeMap<String, String>,
@@ -219,7 +236,10 @@ impl Ec2 {
         let mut tags = ownership.clone();
         tags.insert(ROLE_TAG.into(), role.into());
         let groups = self.security_groups(tag_filters(&tags)).await?;
-        Ok(groups.first().and_then(owned_group))
+        Ok(groups
+            .iter()
+            .find(|g| same_installation(g.tags(), ownership))
+            .and_then(owned_group))
     }
 
     /// Creates a security group with no ingress and exactly `egress`, tagged as owned.
@@ -389,6 +409,7 @@ impl Ec2 {
             .vpc_endpoints()
             .iter()
             .filter(|e| !in_state(e, &["deleting", "deleted"]))
+            .filter(|e| same_installation(e.tags(), ownership))
             .filter_map(|e| {
                 let service = e.service_name()?.rsplit('.').next()?.to_owned();
                 Some((service, e.vpc_endpoint_id()?.to_owned()))

@@ -108,7 +108,7 @@ pub struct FunctionConfig {
 }
 
 /// State of a function (`$LATEST`) or a published version, as AWS reports it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedFunction {
     /// Function ARN as AWS returns it (qualified for a published version).
     pub arn: String,

@@ -25,6 +25,10 @@ pub const FIELD_MANAGER: &str = "lmi-operator";
 pub struct Config {
     /// Names this cluster in ownership tags and derived AWS names.
     pub cluster_name: String,
+    /// This installation of the operator, in the ownership tags (`identity::installation_id`).
+    pub installation_id: String,
+    /// S3 buckets handler code may come from (`spec.code.s3`); empty: any the grants allow.
+    pub code_buckets: Vec<String>,
     /// The operator's own namespace (admitted by every provider by default).
     pub namespace: String,
     /// How often a Ready object is compared with AWS again (jittered).
@@ -45,6 +49,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             cluster_name: "default".into(),
+            installation_id: "default".into(),
+            code_buckets: Vec::new(),
             namespace: "lmi-system".into(),
             resync_interval: Duration::from_secs(300),
             pending_interval: Duration::from_secs(10),

@@ -23,12 +23,12 @@ fn chart_crds_are_identical_to_the_generated_crds() {
     assert_eq!(
         file_names(&chart),
         file_names(&generated),
-        "charts/lmi-operator/files/crds holds other files than crds/: run scripts/generate-crds"
+        "charts/lmi-operator/files/crds holds other files than crds/: run scripts/generate"
     );
     for name in file_names(&generated) {
         assert!(
             helm::read(&chart.join(&name)) == helm::read(&generated.join(&name)),
-            "charts/lmi-operator/files/crds/{name} is stale: run scripts/generate-crds"
+            "charts/lmi-operator/files/crds/{name} is stale: run scripts/generate"
         );
     }
 }

@@ -202,6 +202,11 @@ fn the_operator_accepts_every_setting_the_chart_passes() {
     assert_eq!(env["AWS_ENDPOINT_URL"], "http://aws-emulator.test.svc:5000");
     let args = parse_env(&env);
     assert_eq!(args.cluster_name, "prod-eu-1");
+    assert_eq!(
+        args.installation_id.as_deref(),
+        Some("7f0c1e52-3a4b-4c5d-8e9f-0a1b2c3d4e5f/lmi-system")
+    );
+    assert_eq!(args.code_buckets, ["search-artifacts", "shared-artifacts"]);
     assert_eq!(args.runtime.lease_name, "lmi-leader");
     assert_eq!(args.runtime.lease_duration, Duration::from_secs(20));
     assert_eq!(args.runtime.lease_grace, Duration::from_secs(6));

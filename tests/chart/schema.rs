@@ -52,6 +52,8 @@ fn bad_values_are_refused_with_the_path_named() {
         (&["metrics.port=70000"], "/metrics/port"),
         (&["aws.region=Europe"], "/aws/region"),
         (&["aws.endpointUrl=localhost:5000"], "/aws/endpointUrl"),
+        (&["aws.codeBuckets={Not_A_Bucket}"], "/aws/codeBuckets/0"),
+        (&["installationId=a#b"], "/installationId"),
         (
             &["securityContext.readOnlyRootFilesystem=false"],
             "/securityContext/readOnlyRootFilesystem",

@@ -191,12 +191,20 @@ pub fn refused(audit: &[AuditEvent], user: &str) -> Vec<String> {
     refused.into_iter().collect()
 }
 
-/// Every action `deploy/iam/operator-policy.json` allows, e.g. `lambda:CreateCapacityProvider`.
+/// The bucket the test worlds keep handler code in (`spec.code.s3`), which the operator's
+/// policy names (`lmi-operator iam-policy --code-bucket`).
+pub const CODE_BUCKET: &str = "artifacts";
+
+/// Every action the operator's IAM policy for the test worlds allows (the generator's
+/// defaults, `tests/iam.rs` proves them equal to `deploy/iam/operator-policy.json`, plus the
+/// test code bucket), e.g. `lambda:CreateCapacityProvider`.
 pub fn iam_policy_actions() -> BTreeSet<String> {
-    let path = root().join("deploy/iam/operator-policy.json");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let policy: Value = serde_json::from_str(&text).expect("the IAM policy is JSON");
+    let options = lmi_operator::iam::PolicyOptions {
+        code_buckets: vec![CODE_BUCKET.to_owned()],
+        ..Default::default()
+    };
+    let policy: Value =
+        serde_json::to_value(lmi_operator::iam::policy(&options)).expect("the IAM policy is JSON");
     let mut actions = BTreeSet::new();
     for statement in policy["Statement"].as_array().expect("Statement list") {
         assert_eq!(statement["Effect"], "Allow", "only Allow statements");
@@ -239,7 +247,7 @@ pub fn check_permissions(api: &TestApiServer, proxy: &lmi_test_support::FaultPro
         .collect();
     assert!(
         missing.is_empty(),
-        "the operator called AWS actions deploy/iam/operator-policy.json does not grant:\n{}",
+        "the operator called AWS actions its IAM policy (src/iam.rs) does not grant:\n{}",
         missing.join("\n")
     );
 }

@@ -17,6 +17,7 @@
 pub mod chart;
 pub mod functions;
 pub mod replica;
+pub mod tenants;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -46,12 +47,15 @@ pub const CONVERGE: Duration = Duration::from_secs(90);
 /// The cluster name the operator runs with in tests.
 pub const CLUSTER: &str = "e2e";
 
+/// The installation id the operator runs with in tests.
+pub const INSTALLATION: &str = "e2e-installation";
+
 /// A running test world.
 pub struct World {
     /// The in-memory API server.
     pub api: TestApiServer,
-    /// The AWS emulator.
-    pub aws: AwsEmulator,
+    /// The AWS emulator (shared by the worlds of [`World::another_installation`]).
+    pub aws: Arc<AwsEmulator>,
     /// The fault proxy between the operator and the emulator.
     pub proxy: FaultProxy,
     /// A Kubernetes client acting as the user.
@@ -75,6 +79,7 @@ pub struct World {
 pub fn fast_config(handler_dir: PathBuf) -> Config {
     Config {
         cluster_name: CLUSTER.into(),
+        installation_id: INSTALLATION.into(),
         namespace: chart::NAMESPACE.into(),
         resync_interval: Duration::from_secs(2),
         pending_interval: Duration::from_millis(300),
@@ -91,18 +96,31 @@ pub fn fast_config(handler_dir: PathBuf) -> Config {
 impl World {
     /// Starts the API server (with `crds/` installed), the emulator and the proxy.
     pub async fn start() -> World {
+        let aws = Arc::new(AwsEmulator::start().await.expect("start the AWS emulator"));
+        let role_arn = aws.create_role("lmi-e2e").await.expect("create a role");
+        Self::start_on(aws, role_arn, INSTALLATION).await
+    }
+
+    /// A second installation of the operator against this world's AWS account: its own
+    /// cluster (API server), proxy and installation id, the same `--cluster-name`, emulator
+    /// and role.
+    pub async fn another_installation(&self, installation: &str) -> World {
+        Self::start_on(self.aws.clone(), self.role_arn.clone(), installation).await
+    }
+
+    async fn start_on(aws: Arc<AwsEmulator>, role_arn: String, installation: &str) -> World {
         let api = TestApiServer::start().await.expect("start the API server");
         api.load_crds(&Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
             .expect("install crds/");
         let identity = chart::install(&api).await;
-        let aws = AwsEmulator::start().await.expect("start the AWS emulator");
         let proxy = FaultProxy::start(aws.endpoint())
             .await
             .expect("start the fault proxy");
-        let role_arn = aws.create_role("lmi-e2e").await.expect("create a role");
         let handlers = functions::Handlers::write();
+        let mut config = fast_config(handlers.dir().to_owned());
+        config.installation_id = installation.to_owned();
         World {
-            config: fast_config(handlers.dir().to_owned()),
+            config,
             handlers,
             kube: api.client(),
             ec2: aws.ec2(),
@@ -394,7 +412,20 @@ pub fn provider_manifest(name: &str, subnets: &[String], groups: &[String], role
             "operatorRoleArn": role,
             "instances": {"architecture": "arm64"},
             "scaling": {"mode": "Auto", "maxVCpuCount": 64},
-            "allowedNamespaces": {"names": ["team"]},
+            "tenants": [grant("team", serde_json::json!({"names": ["team"]}), role)],
         }
+    })
+}
+
+/// A tenant grant for `namespaces` (`{"names": [...]}` or `{"selector": ...}`): the test
+/// worlds' role (`role`), the test catalogs (`s3://catalogs/`) and code (`s3://artifacts/`),
+/// no name patterns, no limits.
+pub fn grant(name: &str, namespaces: Value, role: &str) -> Value {
+    serde_json::json!({
+        "name": name,
+        "namespaces": namespaces,
+        "executionRoleArns": [role],
+        "codeSources": ["s3://artifacts/"],
+        "catalogSources": ["s3://catalogs/"],
     })
 }

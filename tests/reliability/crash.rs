@@ -120,7 +120,7 @@ fn isolated_provider(name: &str, isolated: &Network, role: &str) -> Value {
             "operatorRoleArn": role,
             "instances": {"architecture": "arm64"},
             "scaling": {"mode": "Auto", "maxVCpuCount": 32},
-            "allowedNamespaces": {"names": [TEAM]},
+            "tenants": [crate::harness::grant(TEAM, json!({"names": [TEAM]}), role)],
         }
     })
 }

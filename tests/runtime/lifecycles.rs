@@ -213,8 +213,11 @@ async fn function_lifecycle(world: &World, net: &Network) {
     team_namespace(world).await;
     // Admission by label selector: the operator reads the function's namespace.
     let mut provider = world.function_provider(net);
-    provider["spec"]["allowedNamespaces"] =
-        json!({"selector": {"matchLabels": {"lmi.dev/environment": "production"}}});
+    provider["spec"]["tenants"] = json!([crate::harness::grant(
+        "production",
+        json!({"selector": {"matchLabels": {"lmi.dev/environment": "production"}}}),
+        &world.role_arn,
+    )]);
     world.apply_provider(provider).await;
     world.wait_provider(PROVIDER, "Ready", ready).await;
     let mut manifest = world.function(TEAM, "products");
@@ -316,7 +319,54 @@ async fn function_lifecycle(world: &World, net: &Network) {
         .await;
     assert_eq!(version(&sf), Some("3"));
 
+    // The grant stops covering the namespace (its label is removed): the function is
+    // suspended; labelled again, it is reactivated.
+    label_team(world, None).await;
+    world
+        .wait_function(TEAM, "products", "suspended", |sf| {
+            has_condition(
+                conditions(sf),
+                "Ready",
+                "False",
+                Some("NamespaceNotAllowed"),
+            )
+        })
+        .await;
+    wait_for(
+        "every version deactivated",
+        Duration::from_secs(60),
+        || async {
+            world.aws_scaling(TEAM, "products", "2").await.0 == Some((Some(0), Some(0)))
+                && world.aws_scaling(TEAM, "products", "3").await.0 == Some((Some(0), Some(0)))
+        },
+    )
+    .await;
+    label_team(world, Some("production")).await;
+    world
+        .wait_function(TEAM, "products", "reactivated", ready_on(&["2", "3"]))
+        .await;
+    assert_eq!(
+        world.aws_scaling(TEAM, "products", "3").await.0,
+        Some((Some(1), Some(8)))
+    );
+
     delete_function_and_provider(world, "products").await;
+}
+
+/// Sets (or removes) the `lmi.dev/environment` label of the team's namespace.
+async fn label_team(world: &World, environment: Option<&str>) {
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(world.kube.clone());
+    namespaces
+        .patch(
+            TEAM,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"labels": {"lmi.dev/environment": environment}}}),
+            ),
+        )
+        .await
+        .expect("label the namespace");
 }
 
 async fn function_from_s3(world: &World, net: &Network) {

@@ -202,7 +202,7 @@ async fn the_chart_and_the_iam_policy_grant_exactly_what_the_operator_uses() {
     let unneeded: Vec<&String> = granted.difference(&needed).collect();
     assert!(
         missing.is_empty() && unneeded.is_empty(),
-        "deploy/iam/operator-policy.json is not exactly what the operator needs\n\
+        "the IAM policy (src/iam.rs, deploy/iam/operator-policy.json) is not exactly what the operator needs\n\
          missing: {missing:?}\nnever needed: {unneeded:?}\ncalled: {called:?}"
     );
 }
@@ -244,7 +244,7 @@ fn every_mutating_statement_of_the_iam_policy_is_scoped() {
         // Without a condition on purpose: the VPC and subnets a group or endpoint is created in
         // belong to the user (untagged); private DNS associates a hosted zone AWS owns.
         let unscoped_by_design = [
-            "CreateOwnedSecurityGroupsAndEndpointsInAnyVpc",
+            "CreateSecurityGroupsAndEndpointsInAnyVpc",
             "AssociateEndpointPrivateDns",
         ];
         if !unscoped_by_design.contains(&sid) {

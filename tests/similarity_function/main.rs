@@ -140,6 +140,7 @@ async fn a_namespace_the_provider_does_not_admit_is_refused_and_nothing_is_creat
     let (mut world, net) = World::for_functions().await;
     world.start_operator();
     world.ready_provider(&net).await;
+    let provider_calls = world.operator_calls(true);
     world
         .apply_function(&world.function(OTHER, "intruder"))
         .await;
@@ -166,22 +167,25 @@ async fn a_namespace_the_provider_does_not_admit_is_refused_and_nothing_is_creat
         .expect("condition")
         .message;
     assert!(
-        message.contains(OTHER) && message.contains("allowedNamespaces"),
+        message.contains(OTHER) && message.contains("spec.tenants"),
         "{message}"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(world.aws_function_names().await.is_empty());
     assert_eq!(world.lambda_calls("CreateFunction"), 0);
     assert_eq!(
-        world.lambda_calls("GetFunction"),
-        0,
-        "a refused function is not even looked up"
+        world.operator_calls(true),
+        provider_calls,
+        "a refused function changes nothing in AWS"
     );
 
     // A provider that selects namespaces by label admits a namespace once it is labelled.
     let mut provider = world.function_provider(&net);
-    provider["spec"]["allowedNamespaces"] =
-        json!({"selector": {"matchLabels": {"lmi.dev/environment": "production"}}});
+    provider["spec"]["tenants"] = json!([harness::grant(
+        "production",
+        json!({"selector": {"matchLabels": {"lmi.dev/environment": "production"}}}),
+        &world.role_arn,
+    )]);
     world.apply_provider(provider).await;
     world
         .create_namespace("prod", &[("lmi.dev/environment", "production")])

@@ -134,7 +134,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "operatorRoleArn": role,
                 "instances": {"architecture": if p % 2 == 0 { "x86_64" } else { "arm64" }},
                 "scaling": {"mode": "Auto", "maxVCpuCount": 1000},
-                "allowedNamespaces": {"names": namespaces},
+                "tenants": [{
+                    "name": "scale",
+                    "namespaces": {"names": namespaces},
+                    "executionRoleArns": [role],
+                    "catalogSources": ["s3://catalogs/"],
+                }],
             }
         });
         providers

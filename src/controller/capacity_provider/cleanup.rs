@@ -51,7 +51,12 @@ pub async fn cleanup(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Err
 
     if let Some(provider) = aws.lambda.get_capacity_provider(&name).await? {
         let tags = aws.lambda.list_tags(&provider.arn).await?;
-        let ours = owner.ownership(&tags) != Ownership::Foreign || cp.spec.adopt;
+        // Only what carries this installation's tags (an adopted provider was tagged when it
+        // was taken over); a foreign provider is never deleted, adopt or not.
+        let ours = matches!(
+            owner.ownership(&tags),
+            Ownership::Ours | Ownership::OursFromEarlierObject
+        );
         if ours {
             if provider.state == ProviderState::Deleting {
                 return Err(waiting(

@@ -58,6 +58,7 @@ pub fn aws_name(cp: &CapacityProvider, ctx: &Context) -> String {
 fn owner(cp: &CapacityProvider, ctx: &Context) -> Owner {
     Owner {
         cluster: ctx.config.cluster_name.clone(),
+        installation: ctx.config.installation_id.clone(),
         kind: KIND,
         object: cp.name_any(),
         uid: cp.uid().unwrap_or_default(),
@@ -153,7 +154,7 @@ async fn run_pipeline(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Er
             desired: &desired,
             desired_tags: &desired_tags,
             observed,
-            adopt: cp.spec.adopt,
+            adopt: cp.spec.adopt && cp.status.as_ref().is_none_or(|s| s.adopted_arn.is_none()),
             may_correct,
         });
         if blocked {

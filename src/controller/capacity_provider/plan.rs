@@ -253,7 +253,8 @@ pub struct PlanInput<'a> {
     pub desired_tags: &'a BTreeMap<String, String>,
     /// What AWS has, with its tags and who owns it.
     pub observed: Option<(&'a ObservedProvider, &'a HashMap<String, String>, Ownership)>,
-    /// The spec may take over a foreign provider.
+    /// The spec may take over a foreign provider: `spec.adopt`, and nothing adopted before
+    /// (`status.adoptedArn`), so a provider replaced behind an adoption is not taken silently.
     pub adopt: bool,
     /// Repair drift (`Correct`), or the spec itself changed since the last sync.
     pub may_correct: bool,
@@ -268,6 +269,10 @@ pub struct ProviderPlan {
     pub drift: Vec<DriftEntry>,
     /// A same-named provider exists that this object may not touch.
     pub conflict: bool,
+    /// The same-named provider belongs to another installation of the operator.
+    pub other_installation: bool,
+    /// This plan takes over a foreign provider (`spec.adopt`).
+    pub adopting: bool,
 }
 
 /// Decides the provider calls.
@@ -278,6 +283,14 @@ pub fn plan(input: PlanInput<'_>) -> ProviderPlan {
             ..Default::default()
         };
     };
+    // Another installation's provider is never adopted, whatever the spec says.
+    if ownership == Ownership::OtherInstallation {
+        return ProviderPlan {
+            conflict: true,
+            other_installation: true,
+            ..Default::default()
+        };
+    }
     if ownership == Ownership::Foreign && !input.adopt {
         return ProviderPlan {
             conflict: true,
@@ -314,7 +327,8 @@ pub fn plan(input: PlanInput<'_>) -> ProviderPlan {
     ProviderPlan {
         steps,
         drift,
-        conflict: false,
+        adopting: ownership == Ownership::Foreign,
+        ..Default::default()
     }
 }
 
@@ -340,7 +354,7 @@ mod tests {
             logging: None,
             tags: BTreeMap::from([("team".into(), "search".into())]),
             propagate_tags: None,
-            allowed_namespaces: Default::default(),
+            tenants: Vec::new(),
             deletion_policy: Default::default(),
             drift_policy: Default::default(),
         }

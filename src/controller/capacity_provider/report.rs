@@ -114,7 +114,19 @@ pub fn status(
         .iter()
         .chain(world.instances.problem.iter())
         .find(|p| p.blocking);
-    let (ready, why, message) = if outcome.plan.conflict {
+    let (ready, why, message) = if outcome.plan.other_installation {
+        (
+            false,
+            reason::NAME_CONFLICT,
+            format!(
+                "a capacity provider named {} exists in AWS and belongs to another installation \
+                 of the operator (tag lmi.dev/installation); it is never adopted or changed: \
+                 choose another spec.awsName, or give the clusters different --cluster-name \
+                 values",
+                outcome.aws_name
+            ),
+        )
+    } else if outcome.plan.conflict {
         (
             false,
             reason::NAME_CONFLICT,
@@ -171,6 +183,11 @@ pub fn status(
         network: Some(world.network.status.clone()),
         instance_types: world.instances.resolved.clone(),
         function_versions: outcome.attached.clone(),
+        adopted_arn: if outcome.plan.adopting {
+            provider.map(|p| p.arn.clone())
+        } else {
+            previous.adopted_arn.clone()
+        },
         drift: drift.clone(),
         last_sync_time: Some(now),
         conditions: Vec::new(),

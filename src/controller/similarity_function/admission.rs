@@ -1,16 +1,20 @@
 //! Admission (pure): may this function run on the capacity provider it names? The provider must
-//! exist, admit the function's namespace (`allowedNamespaces`: a trust boundary, since functions
-//! on one provider share EC2 instances) and be Ready for its current generation. Nothing is
-//! created in AWS for a function that is not admitted.
+//! exist, one of its `tenants` grants must admit the function's namespace and everything the
+//! function names (role, code, catalog, AWS name) within the grant's limits (`crate::tenancy`),
+//! and the provider must be Ready for its current generation. Nothing is created in AWS for a
+//! function that is not admitted; one refused by a grant after it ran is suspended (its versions
+//! scaled to zero) until a grant admits it again.
 
 use std::collections::BTreeMap;
 
 use kube::ResourceExt;
-use kube::core::{Selector, SelectorExt};
 
-use crate::api::capacity_provider::{AllowedNamespaces, Architecture, CapacityProvider};
+use crate::api::capacity_provider::{Architecture, CapacityProvider};
 use crate::api::conditions::{self as cond, reason};
+use crate::api::similarity_function::SimilarityFunction;
 use crate::controller::conditions::is_true_for;
+use crate::identity;
+use crate::tenancy::{self, Applicant, Sibling};
 
 /// What the function gets from an admitting, Ready provider.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,103 +27,171 @@ pub struct Admitted {
     pub architecture: Architecture,
     /// Region of the provider (`None`: the operator's region).
     pub region: Option<String>,
+    /// The grant of the provider that admits the function.
+    pub grant: String,
 }
 
 /// Why a function may not (yet) run on the provider.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
-    /// `ProviderNotFound`, `NamespaceNotAllowed` or `ProviderNotReady`.
+    /// `ProviderNotFound`, `ProviderNotReady` or one of the tenancy reasons.
     pub reason: &'static str,
     /// What is wrong and what to do.
     pub message: String,
+    /// Whether the function must not run at all: a grant refuses it, so versions it already
+    /// has are suspended. (A provider that is missing or not Ready only delays changes.)
+    pub suspend: bool,
+    /// Region of the provider, when it exists (where a suspension happens).
+    pub region: Option<String>,
 }
 
-/// Whether deciding on `namespace` needs the Namespace's labels (only when a selector is set
-/// and the name list does not admit it already).
-pub fn needs_labels(allowed: &AllowedNamespaces, namespace: &str) -> bool {
-    allowed.selector.is_some() && !allowed.names.iter().any(|n| n == namespace)
+/// What admission decides from: the function, its provider and — when a grant's limits
+/// decide — the other functions on the provider.
+pub struct Facts<'a> {
+    /// The function.
+    pub function: &'a SimilarityFunction,
+    /// The provider it references, if it exists.
+    pub provider: Option<&'a CapacityProvider>,
+    /// Labels of the function's namespace (when a grant's selector decides).
+    pub labels: Option<&'a BTreeMap<String, String>>,
+    /// Every SimilarityFunction referencing the provider (the function itself included), when
+    /// a grant has limits; empty otherwise.
+    pub siblings: &'a [SimilarityFunction],
+    /// Labels of the siblings' namespaces, by namespace (when a grant's selector decides).
+    pub namespace_labels: &'a BTreeMap<String, BTreeMap<String, String>>,
+    /// `--cluster-name`: the shapes of derived names are reserved.
+    pub cluster: &'a str,
+    /// `--code-buckets`: the only buckets code may come from (empty: any a grant allows).
+    pub code_buckets: &'a [String],
 }
 
-/// Whether `allowed` admits `namespace` (with `labels`, when they were read). When both
-/// `names` and `selector` are empty, only the operator's own namespace is admitted.
-pub fn namespace_admitted(
-    allowed: &AllowedNamespaces,
-    namespace: &str,
-    labels: Option<&BTreeMap<String, String>>,
-    operator_namespace: &str,
-) -> Result<bool, String> {
-    if allowed.names.is_empty() && allowed.selector.is_none() {
-        return Ok(namespace == operator_namespace);
-    }
-    if allowed.names.iter().any(|n| n == namespace) {
-        return Ok(true);
-    }
-    match &allowed.selector {
-        None => Ok(false),
-        Some(selector) => {
-            let selector = Selector::try_from(selector.clone())
-                .map_err(|e| format!("spec.allowedNamespaces.selector is invalid: {e}"))?;
-            let empty = BTreeMap::new();
-            Ok(selector.matches(labels.unwrap_or(&empty)))
-        }
+/// Whether the facts must include the siblings: some grant of the provider has limits.
+pub fn needs_siblings(provider: &CapacityProvider) -> bool {
+    provider
+        .spec
+        .tenants
+        .iter()
+        .any(|g| !g.limits.is_unlimited())
+}
+
+/// Whether the facts must include namespace labels: some grant selects namespaces by label.
+pub fn needs_labels(provider: &CapacityProvider, namespace: &str) -> bool {
+    tenancy::needs_labels(&provider.spec.tenants, namespace)
+}
+
+fn applicant<'a>(sf: &'a SimilarityFunction, derived: &'a str) -> Applicant<'a> {
+    Applicant {
+        namespace: sf.metadata.namespace.as_deref().unwrap_or_default(),
+        name: sf.metadata.name.as_deref().unwrap_or_default(),
+        spec: &sf.spec,
+        derived_name: derived,
     }
 }
 
-/// Decides whether the function in `namespace` may run on `provider` (named `provider_name`).
-pub fn admit(
-    provider_name: &str,
-    provider: Option<&CapacityProvider>,
-    namespace: &str,
-    labels: Option<&BTreeMap<String, String>>,
-    operator_namespace: &str,
-) -> Result<Admitted, Refusal> {
-    let Some(cp) = provider else {
+fn derived_name(cluster: &str, sf: &SimilarityFunction) -> String {
+    identity::function_name(
+        cluster,
+        sf.metadata.namespace.as_deref().unwrap_or_default(),
+        sf.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Decides whether the function may run on its provider.
+pub fn admit(facts: &Facts<'_>) -> Result<Admitted, Refusal> {
+    let sf = facts.function;
+    let provider_name = &sf.spec.capacity_provider_ref.name;
+    let Some(cp) = facts.provider else {
         return Err(Refusal {
             reason: reason::PROVIDER_NOT_FOUND,
             message: format!(
                 "CapacityProvider {provider_name} does not exist: create it, or fix \
                  spec.capacityProviderRef.name"
             ),
+            suspend: false,
+            region: None,
         });
     };
-    match namespace_admitted(
-        &cp.spec.allowed_namespaces,
-        namespace,
-        labels,
-        operator_namespace,
-    ) {
-        Ok(true) => {}
-        Ok(false) => {
-            let how = if cp.spec.allowed_namespaces.names.is_empty()
-                && cp.spec.allowed_namespaces.selector.is_none()
-            {
-                format!(
-                    "it sets no spec.allowedNamespaces, so only the operator's namespace \
-                     {operator_namespace} may use it"
-                )
-            } else {
-                "add the namespace to its spec.allowedNamespaces.names, or label the namespace \
-                 to match spec.allowedNamespaces.selector"
-                    .to_owned()
-            };
-            return Err(Refusal {
-                reason: reason::NAMESPACE_NOT_ALLOWED,
-                message: format!(
-                    "CapacityProvider {provider_name} does not admit namespace {namespace}: {how}"
-                ),
-            });
-        }
-        Err(invalid) => {
-            return Err(Refusal {
-                reason: reason::NAMESPACE_NOT_ALLOWED,
-                message: format!("CapacityProvider {provider_name} admits no namespace: {invalid}"),
-            });
-        }
+    let refuse = |denial: tenancy::Denial| Refusal {
+        reason: denial.reason,
+        message: denial.message,
+        suspend: true,
+        region: cp.spec.region.clone(),
+    };
+
+    // Tenancy: decided from the provider's grants as they are now, so a revoked grant takes
+    // effect at once, Ready or not.
+    let derived = derived_name(facts.cluster, sf);
+    let me = applicant(sf, &derived);
+    let derived_names: Vec<String> = facts
+        .siblings
+        .iter()
+        .map(|s| derived_name(facts.cluster, s))
+        .collect();
+    let siblings: Vec<Sibling<'_>> = facts
+        .siblings
+        .iter()
+        .zip(&derived_names)
+        .map(|(s, d)| Sibling {
+            applicant: applicant(s, d),
+            labels: s
+                .metadata
+                .namespace
+                .as_deref()
+                .and_then(|ns| facts.namespace_labels.get(ns)),
+            created: s
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let grant = tenancy::admit(
+        provider_name,
+        &cp.spec.tenants,
+        &me,
+        facts.labels,
+        &siblings,
+    )
+    .map_err(refuse)?;
+    if let Some(name) = &sf.spec.aws_name
+        && *name != derived
+        && identity::is_reserved_shape(facts.cluster, name)
+    {
+        return Err(refuse(tenancy::Denial {
+            reason: reason::FUNCTION_NAME_NOT_ALLOWED,
+            message: format!(
+                "spec.awsName {name} has the shape of a name the operator derives for other \
+                 objects ({}_… or …__…): remove spec.awsName, or choose a name of another shape",
+                facts.cluster
+            ),
+        }));
     }
+
+    if let Some(s3) = sf.spec.code.as_ref().and_then(|c| c.s3.as_ref())
+        && !facts.code_buckets.is_empty()
+        && !facts.code_buckets.contains(&s3.bucket)
+    {
+        return Err(Refusal {
+            reason: reason::CODE_SOURCE_NOT_ALLOWED,
+            message: format!(
+                "spec.code.s3 s3://{}/{}: this installation of the operator loads handler code \
+                 only from the buckets {:?} (its --code-buckets, the chart's aws.codeBuckets, \
+                 which its IAM policy lets Lambda read); use one of them",
+                s3.bucket, s3.key, facts.code_buckets
+            ),
+            // Nothing new is deployed from it; what runs was loaded when it was allowed.
+            suspend: false,
+            region: cp.spec.region.clone(),
+        });
+    }
+
     if cp.metadata.deletion_timestamp.is_some() {
         return Err(Refusal {
             reason: reason::PROVIDER_NOT_READY,
             message: format!("CapacityProvider {provider_name} is being deleted"),
+            suspend: false,
+            region: cp.spec.region.clone(),
         });
     }
     let status = cp.status.as_ref();
@@ -133,6 +205,7 @@ pub fn admit(
             provider_arn: arn,
             architecture: cp.spec.instances.architecture,
             region: cp.spec.region.clone(),
+            grant: grant.name.clone(),
         }),
         _ => {
             let why = status
@@ -145,6 +218,8 @@ pub fn admit(
                     "CapacityProvider {provider_name} is not Ready yet{why}; the function is \
                      created once it is"
                 ),
+                suspend: false,
+                region: cp.spec.region.clone(),
             })
         }
     }
@@ -152,17 +227,29 @@ pub fn admit(
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-        Condition, LabelSelector, LabelSelectorRequirement, Time,
-    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 
     use super::*;
-    use crate::api::capacity_provider::{CapacityProviderSpec, CapacityProviderStatus};
+    use crate::api::capacity_provider::{
+        CapacityProviderSpec, CapacityProviderStatus, TenantGrant,
+    };
 
-    const OPERATOR_NS: &str = "lmi-system";
+    const CLUSTER: &str = "e2e";
 
     struct Fixture {
         cp: CapacityProvider,
+        sf: SimilarityFunction,
+    }
+
+    fn grant(name: &str, namespaces: &[&str]) -> TenantGrant {
+        serde_json::from_value(serde_json::json!({
+            "name": name,
+            "namespaces": {"names": namespaces},
+            "executionRoleArns": ["arn:aws:iam::123456789012:role/fn-*"],
+            "catalogSources": ["s3://catalogs/"],
+            "functionNames": ["search-*"],
+        }))
+        .expect("grant")
     }
 
     impl Fixture {
@@ -175,7 +262,17 @@ mod tests {
             .expect("spec");
             let mut cp = CapacityProvider::new("graviton", spec);
             cp.metadata.generation = Some(2);
-            Self { cp }
+            let mut sf = SimilarityFunction::new(
+                "products",
+                serde_json::from_value(serde_json::json!({
+                    "capacityProviderRef": {"name": "graviton"},
+                    "roleArn": "arn:aws:iam::123456789012:role/fn-search",
+                    "catalog": {"uri": "s3://catalogs/products.parquet", "dimensions": 8},
+                }))
+                .expect("function spec"),
+            );
+            sf.metadata.namespace = Some("search".into());
+            Self { cp, sf }
         }
 
         fn ready(mut self) -> Self {
@@ -188,22 +285,21 @@ mod tests {
             self
         }
 
-        fn admitting(mut self, names: &[&str]) -> Self {
-            self.cp.spec.allowed_namespaces.names = names.iter().map(|n| n.to_string()).collect();
+        fn granting(mut self, grants: Vec<TenantGrant>) -> Self {
+            self.cp.spec.tenants = grants;
             self
         }
 
-        fn selecting(mut self, selector: LabelSelector) -> Self {
-            self.cp.spec.allowed_namespaces.selector = Some(selector);
-            self
-        }
-
-        fn admit(&self, ns: &str, labels: &[(&str, &str)]) -> Result<Admitted, Refusal> {
-            let labels: BTreeMap<String, String> = labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            admit("graviton", Some(&self.cp), ns, Some(&labels), OPERATOR_NS)
+        fn admit(&self) -> Result<Admitted, Refusal> {
+            admit(&Facts {
+                function: &self.sf,
+                provider: Some(&self.cp),
+                labels: None,
+                siblings: &[],
+                namespace_labels: &BTreeMap::new(),
+                cluster: CLUSTER,
+                code_buckets: &[],
+            })
         }
     }
 
@@ -218,137 +314,163 @@ mod tests {
         }
     }
 
-    fn match_labels(k: &str, v: &str) -> LabelSelector {
-        LabelSelector {
-            match_labels: Some(BTreeMap::from([(k.into(), v.into())])),
-            match_expressions: None,
-        }
-    }
-
     #[test]
-    fn a_missing_provider_is_refused() {
-        let r = admit("nope", None, "search", None, OPERATOR_NS).unwrap_err();
+    fn a_missing_provider_is_refused_without_suspending() {
+        let f = Fixture::provider();
+        let r = admit(&Facts {
+            function: &f.sf,
+            provider: None,
+            labels: None,
+            siblings: &[],
+            namespace_labels: &BTreeMap::new(),
+            cluster: CLUSTER,
+            code_buckets: &[],
+        })
+        .unwrap_err();
         assert_eq!(r.reason, "ProviderNotFound");
-        assert!(r.message.contains("nope"));
+        assert!(r.message.contains("graviton"));
+        assert!(!r.suspend);
     }
 
     #[test]
-    fn by_default_only_the_operator_namespace_is_admitted() {
-        let f = Fixture::provider().ready();
-        let r = f.admit("search", &[]).unwrap_err();
-        assert_eq!(r.reason, "NamespaceNotAllowed");
-        assert!(r.message.contains("lmi-system"), "{}", r.message);
-        let ok = f.admit(OPERATOR_NS, &[]).expect("admitted");
+    fn a_granted_function_on_a_ready_provider_is_admitted_with_its_grant() {
+        let ok = Fixture::provider()
+            .ready()
+            .granting(vec![grant("search", &["search"])])
+            .admit()
+            .expect("admitted");
         assert_eq!(ok.architecture, Architecture::Arm64);
+        assert_eq!(ok.grant, "search");
         assert!(ok.provider_arn.ends_with(":capacity-provider:g"));
     }
 
     #[test]
-    fn listed_names_are_admitted_and_others_refused() {
-        let f = Fixture::provider().ready().admitting(&["search-prod"]);
-        assert!(f.admit("search-prod", &[]).is_ok());
-        assert_eq!(
-            f.admit(OPERATOR_NS, &[]).unwrap_err().reason,
-            "NamespaceNotAllowed"
-        );
-    }
-
-    #[test]
-    fn a_selector_matches_namespace_labels() {
-        let f = Fixture::provider()
-            .ready()
-            .selecting(match_labels("lmi.dev/environment", "production"));
-        assert!(
-            f.admit("search", &[("lmi.dev/environment", "production")])
-                .is_ok()
-        );
-        assert_eq!(
-            f.admit("search", &[("lmi.dev/environment", "development")])
-                .unwrap_err()
-                .reason,
-            "NamespaceNotAllowed"
-        );
-        let exists = LabelSelector {
-            match_labels: None,
-            match_expressions: Some(vec![LabelSelectorRequirement {
-                key: "team".into(),
-                operator: "Exists".into(),
-                values: None,
-            }]),
-        };
-        let f = Fixture::provider().ready().selecting(exists);
-        assert!(f.admit("a", &[("team", "x")]).is_ok());
-        assert!(f.admit("a", &[]).is_err());
-    }
-
-    #[test]
-    fn an_empty_selector_admits_every_namespace() {
-        let f = Fixture::provider()
-            .ready()
-            .selecting(LabelSelector::default());
-        assert!(f.admit("anything", &[]).is_ok());
-    }
-
-    #[test]
-    fn an_invalid_selector_admits_nobody_with_a_clear_message() {
-        let bad = LabelSelector {
-            match_labels: None,
-            match_expressions: Some(vec![LabelSelectorRequirement {
-                key: "team".into(),
-                operator: "Sometimes".into(),
-                values: None,
-            }]),
-        };
-        let r = Fixture::provider()
-            .ready()
-            .selecting(bad)
-            .admit("a", &[("team", "x")])
-            .unwrap_err();
+    fn a_provider_without_grants_admits_nothing_and_refusals_by_grants_suspend() {
+        let r = Fixture::provider().ready().admit().unwrap_err();
         assert_eq!(r.reason, "NamespaceNotAllowed");
-        assert!(r.message.contains("selector is invalid"), "{}", r.message);
+        assert!(r.suspend);
+        let mut f = Fixture::provider()
+            .ready()
+            .granting(vec![grant("search", &["search"])]);
+        f.sf.spec.role_arn = "arn:aws:iam::123456789012:role/other".into();
+        let r = f.admit().unwrap_err();
+        assert_eq!(r.reason, "RoleNotAllowed");
+        assert!(r.suspend);
+    }
+
+    #[test]
+    fn a_grant_refusal_wins_over_a_provider_that_is_not_ready() {
+        let f = Fixture::provider().granting(vec![grant("other", &["other"])]);
+        assert_eq!(f.admit().unwrap_err().reason, "NamespaceNotAllowed");
+    }
+
+    #[test]
+    fn an_aws_name_with_a_derived_shape_is_refused_even_when_a_pattern_admits_it() {
+        let mut g = grant("search", &["search"]);
+        g.function_names = vec!["*".into()];
+        let mut f = Fixture::provider().ready().granting(vec![g]);
+        f.sf.spec.aws_name = Some("e2e_team-b_products".into());
+        let r = f.admit().unwrap_err();
+        assert_eq!(r.reason, "FunctionNameNotAllowed");
+        assert!(r.message.contains("shape"), "{}", r.message);
+        f.sf.spec.aws_name = Some("e2e_search_products".into());
+        assert!(f.admit().is_ok(), "its own derived name");
+        f.sf.spec.aws_name = Some("search-products".into());
+        assert!(f.admit().is_ok());
+    }
+
+    #[test]
+    fn code_from_a_bucket_the_installation_does_not_read_is_refused_without_suspending() {
+        let mut g = grant("search", &["search"]);
+        g.code_sources = vec!["s3://artifacts/".into(), "s3://elsewhere/".into()];
+        let mut f = Fixture::provider().ready().granting(vec![g]);
+        f.sf.spec.code = serde_json::from_value(
+            serde_json::json!({"s3": {"bucket": "elsewhere", "key": "a.zip"}}),
+        )
+        .expect("code");
+        let buckets = ["artifacts".to_owned()];
+        let no_labels = BTreeMap::new();
+        let facts = |buckets| Facts {
+            function: &f.sf,
+            provider: Some(&f.cp),
+            labels: None,
+            siblings: &[],
+            namespace_labels: &no_labels,
+            cluster: CLUSTER,
+            code_buckets: buckets,
+        };
+        let r = admit(&facts(&buckets)).unwrap_err();
+        assert_eq!(r.reason, "CodeSourceNotAllowed");
+        assert!(r.message.contains("--code-buckets"), "{}", r.message);
+        assert!(!r.suspend);
+        assert!(admit(&facts(&[])).is_ok());
     }
 
     #[test]
     fn a_provider_not_ready_for_its_generation_is_refused_with_its_reason() {
-        let f = Fixture::provider().admitting(&["search"]);
-        assert_eq!(
-            f.admit("search", &[]).unwrap_err().reason,
-            "ProviderNotReady"
-        );
+        let f = Fixture::provider().granting(vec![grant("search", &["search"])]);
+        let r = f.admit().unwrap_err();
+        assert_eq!(r.reason, "ProviderNotReady");
+        assert!(!r.suspend);
 
-        let mut stale = Fixture::provider().ready().admitting(&["search"]);
+        let mut stale = Fixture::provider()
+            .ready()
+            .granting(vec![grant("search", &["search"])]);
         stale.cp.metadata.generation = Some(3);
-        assert_eq!(
-            stale.admit("search", &[]).unwrap_err().reason,
-            "ProviderNotReady"
-        );
+        assert_eq!(stale.admit().unwrap_err().reason, "ProviderNotReady");
 
-        let mut pending = Fixture::provider().ready().admitting(&["search"]);
+        let mut pending = Fixture::provider()
+            .ready()
+            .granting(vec![grant("search", &["search"])]);
         if let Some(s) = pending.cp.status.as_mut() {
             s.conditions = vec![condition("False", "Provisioning", 2)];
         }
-        let r = pending.admit("search", &[]).unwrap_err();
-        assert_eq!(r.reason, "ProviderNotReady");
+        let r = pending.admit().unwrap_err();
         assert!(r.message.contains("Provisioning"), "{}", r.message);
     }
 
     #[test]
     fn a_provider_being_deleted_admits_nothing_new() {
-        let mut f = Fixture::provider().ready().admitting(&["search"]);
+        let mut f = Fixture::provider()
+            .ready()
+            .granting(vec![grant("search", &["search"])]);
         f.cp.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
-        assert_eq!(
-            f.admit("search", &[]).unwrap_err().reason,
-            "ProviderNotReady"
-        );
+        assert_eq!(f.admit().unwrap_err().reason, "ProviderNotReady");
     }
 
     #[test]
-    fn labels_are_read_only_when_a_selector_decides() {
-        let mut allowed = AllowedNamespaces::default();
-        assert!(!needs_labels(&allowed, "a"));
-        allowed.names = vec!["a".into()];
-        allowed.selector = Some(LabelSelector::default());
-        assert!(!needs_labels(&allowed, "a"));
-        assert!(needs_labels(&allowed, "b"));
+    fn limits_are_counted_over_the_siblings_and_reported() {
+        let mut g = grant("search", &["search"]);
+        g.limits.max_functions = Some(1);
+        let f = Fixture::provider().ready().granting(vec![g]);
+        let mut older = f.sf.clone();
+        older.metadata.name = Some("older".into());
+        older.metadata.creation_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().expect("t")));
+        let mut me = f.sf.clone();
+        me.metadata.creation_timestamp = Some(Time("2026-02-01T00:00:00Z".parse().expect("t")));
+        let siblings = [older, me.clone()];
+        let facts = Facts {
+            function: &me,
+            provider: Some(&f.cp),
+            labels: None,
+            siblings: &siblings,
+            namespace_labels: &BTreeMap::new(),
+            cluster: CLUSTER,
+            code_buckets: &[],
+        };
+        let r = admit(&facts).unwrap_err();
+        assert_eq!(r.reason, "TenantLimitExceeded");
+        assert!(needs_siblings(&f.cp));
+    }
+
+    #[test]
+    fn labels_are_needed_only_when_a_selector_decides() {
+        let mut f = Fixture::provider().granting(vec![grant("search", &["search"])]);
+        assert!(!needs_labels(&f.cp, "search"));
+        let mut g = grant("dev", &[]);
+        g.namespaces.selector = Some(LabelSelector::default());
+        f.cp.spec.tenants.push(g);
+        assert!(!needs_labels(&f.cp, "search"));
+        assert!(needs_labels(&f.cp, "other"));
     }
 }

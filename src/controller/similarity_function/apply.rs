@@ -3,8 +3,9 @@
 //! what was read (PublishVersion by code hash and revision), so a crash between two calls
 //! converges on the next reconcile without duplicates.
 
-use super::desired::{self, CODE_TAG, DesiredCode};
+use super::desired::{self, CODE_TAG, DEACTIVATED, DesiredCode, SUSPENDED_TAG};
 use super::plan::{Desired, Step, World};
+use super::suspension::SuspendStep;
 use super::{drift, versions};
 use crate::aws::functions::unqualified;
 use crate::aws::model::{CodeSource, ObservedScaling};
@@ -122,6 +123,39 @@ pub async fn run(
                 ),
             )
         }
+        Step::Resume(version) => {
+            let scaling = desired::reactivation(&d.scaling);
+            lambda.put_scaling_config(name, version, &scaling).await?;
+            let arn = world
+                .function
+                .as_ref()
+                .map(|f| unqualified(&f.arn).to_owned())
+                .unwrap_or_default();
+            lambda
+                .untag_resource(&arn, &[SUSPENDED_TAG.to_owned()])
+                .await?;
+            world.tags.remove(SUSPENDED_TAG);
+            let applied = match world.scaling.take() {
+                Some((v, s)) if v == *version => s.applied,
+                _ => None,
+            };
+            world.scaling = Some((
+                version.clone(),
+                ObservedScaling {
+                    requested: Some(scaling.clone()),
+                    applied,
+                },
+            ));
+            change(
+                "ResumedFunction",
+                format!(
+                    "a grant admits function {name} again: reactivated version {version} with {} \
+                     to {} execution environments",
+                    show(scaling.min),
+                    show(scaling.max)
+                ),
+            )
+        }
         Step::Prune(old) => {
             for version in old {
                 lambda.delete_function(name, Some(version)).await?;
@@ -163,4 +197,46 @@ async fn record_s3_code(
     aws.lambda.tag_resource(unqualified(arn), &tag).await?;
     world.tags.extend(tag);
     Ok(())
+}
+
+/// Makes the calls of a suspension (`suspension::steps`) on function `name`.
+pub async fn suspend(
+    aws: &AwsClients,
+    name: &str,
+    steps: &[SuspendStep],
+    world: &World,
+) -> Result<Vec<Change>, AwsError> {
+    let arn = world
+        .function
+        .as_ref()
+        .map(|f| unqualified(&f.arn).to_owned())
+        .unwrap_or_default();
+    let mut deactivated = Vec::new();
+    let mut changes = Vec::new();
+    for step in steps {
+        match step {
+            SuspendStep::Mark(reason) => {
+                let tag =
+                    std::collections::BTreeMap::from([(SUSPENDED_TAG.to_owned(), reason.clone())]);
+                aws.lambda.tag_resource(&arn, &tag).await?;
+            }
+            SuspendStep::Deactivate(version) => {
+                aws.lambda
+                    .put_scaling_config(name, version, &DEACTIVATED)
+                    .await?;
+                deactivated.push(version.as_str());
+            }
+        }
+    }
+    if !deactivated.is_empty() {
+        changes.push(change(
+            "SuspendedFunction",
+            format!(
+                "no grant admits function {name} any more: deactivated version(s) {} (0 \
+                 execution environments)",
+                deactivated.join(", ")
+            ),
+        ));
+    }
+    Ok(changes)
 }

@@ -45,7 +45,12 @@ pub async fn cleanup(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, E
     let Some((function, tags)) = aws.lambda.get_function(&name).await? else {
         return Ok(Action::await_change());
     };
-    if owner(sf, ctx).ownership(&tags) == Ownership::Foreign {
+    // Only a function this installation created for this object (or an earlier one of the
+    // same name) is deleted; a foreign one, or another installation's, is left in place.
+    if !matches!(
+        owner(sf, ctx).ownership(&tags),
+        Ownership::Ours | Ownership::OursFromEarlierObject
+    ) {
         ctx.event(
             &object,
             true,

@@ -34,6 +34,37 @@ pub mod env {
 /// hash Lambda computed for it: `<source id>:<CodeSha256>`.
 pub const CODE_TAG: &str = "lmi.dev/code";
 
+/// Tag on a function a grant no longer admits: its published versions are scaled to zero
+/// execution environments (the value is the refusal's reason). While it is there, the next
+/// admitted pass reactivates the serving version before anything else, then removes it.
+pub const SUSPENDED_TAG: &str = "lmi.dev/suspended";
+
+/// Scaling that deactivates a version without deleting it. AWS, "Scaling Lambda Managed
+/// Instances": "Set both minimum and maximum to 0 to deactivate a function without deleting
+/// it"; "A deactivated function does not automatically scale back up with traffic."
+pub const DEACTIVATED: ScalingConfig = ScalingConfig {
+    min: Some(0),
+    max: Some(0),
+};
+
+/// Lambda's default minimum of execution environments for a version (the same AWS page: three,
+/// for Availability Zone resiliency).
+pub const DEFAULT_MIN_EXECUTION_ENVIRONMENTS: i32 = 3;
+
+/// The scaling that reactivates a suspended version: the spec's, and where the spec leaves the
+/// minimum to Lambda, Lambda's default (never above the spec's maximum), since a deactivated
+/// version only comes back with explicit non-zero values.
+pub fn reactivation(spec: &ScalingConfig) -> ScalingConfig {
+    ScalingConfig {
+        min: Some(spec.min.unwrap_or_else(|| {
+            spec.max.map_or(DEFAULT_MIN_EXECUTION_ENVIRONMENTS, |max| {
+                max.min(DEFAULT_MIN_EXECUTION_ENVIRONMENTS)
+            })
+        })),
+        max: spec.max,
+    }
+}
+
 /// Marker that carries the config hash in a published version's description.
 const HASH_MARKER: &str = "lmi-operator config ";
 /// Hex digits of a config hash.
@@ -232,6 +263,7 @@ mod tests {
             provider_arn: "arn:aws:lambda:us-east-1:123456789012:capacity-provider:g".into(),
             architecture: Architecture::Arm64,
             region: None,
+            grant: "search".into(),
         }
     }
 
@@ -356,6 +388,18 @@ mod tests {
             code_sha256(b""),
             "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
         );
+    }
+
+    #[test]
+    fn reactivation_keeps_the_spec_and_fills_in_lambdas_default_minimum() {
+        let spec = |min, max| ScalingConfig { min, max };
+        assert_eq!(
+            reactivation(&spec(Some(1), Some(4))),
+            spec(Some(1), Some(4))
+        );
+        assert_eq!(reactivation(&spec(None, None)), spec(Some(3), None));
+        assert_eq!(reactivation(&spec(None, Some(2))), spec(Some(2), Some(2)));
+        assert_eq!(reactivation(&spec(None, Some(0))), spec(Some(0), Some(0)));
     }
 
     #[test]

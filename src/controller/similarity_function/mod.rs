@@ -3,10 +3,12 @@
 //! One pass is a pipeline, each step in its own module:
 //! 1. **resolve** (`resolve`): the referenced CapacityProvider and the namespace's labels, then
 //!    — only for an admitted function — the function, its versions and scaling from Lambda;
-//! 2. **validate** (`admission`, pure): the provider exists, admits the namespace and is Ready;
-//!    otherwise `CapacityProviderReady=False` and nothing is touched in AWS. The role must be in
-//!    the partition of the provider's region (`crate::partition`); otherwise `InvalidSpec`,
-//!    again before any AWS call;
+//! 2. **validate** (`admission`, pure): the provider exists, one of its grants admits the
+//!    namespace and everything the function names within the grant's limits (`crate::tenancy`),
+//!    and it is Ready; otherwise `CapacityProviderReady=False` and nothing is written to AWS —
+//!    but a function a grant stops admitting after it ran is suspended (`suspension`). The role
+//!    must be in the partition of the provider's region (`crate::partition`); otherwise
+//!    `InvalidSpec`, again before any AWS call;
 //! 3. **plan** (`desired`, `drift`, `versions`, `plan`, pure): the configuration, tags and
 //!    scaling the spec asks for, the drift, and the next call — one at a time;
 //! 4. **apply** (`apply`): the only step that mutates AWS, one call per planned step, the world
@@ -26,8 +28,10 @@ pub mod drift;
 pub mod plan;
 mod report;
 mod resolve;
+pub mod suspension;
 pub mod versions;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +79,7 @@ pub fn aws_name(sf: &SimilarityFunction, ctx: &Context) -> String {
 fn owner(sf: &SimilarityFunction, ctx: &Context) -> Owner {
     Owner {
         cluster: ctx.config.cluster_name.clone(),
+        installation: ctx.config.installation_id.clone(),
         kind: KIND,
         object: key(sf),
         uid: sf.uid().unwrap_or_default(),
@@ -141,17 +146,10 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
     let spec_changed = status.observed_generation != generation;
     let may_correct = sf.spec.drift_policy == DriftPolicy::Correct || spec_changed;
 
-    // resolve + validate: admission decides before anything in AWS is read or touched
-    let admitted = match resolve::admission(&ctx.client, sf, &ctx.config.namespace).await? {
+    // resolve + validate: admission decides before anything in AWS is written
+    let admitted = match resolve::admission(&ctx.client, sf, &ctx.config).await? {
         Ok(admitted) => admitted,
-        Err(refusal) => {
-            let (mut status, conditions) = report::refused(sf, &refusal, crate::controller::now());
-            publish_condition_events(sf, ctx, &conditions).await;
-            status.conditions = conditions.into_vec();
-            report::patch(&api(sf, ctx), sf, &status).await?;
-            // A change of the provider or the namespace wakes the function (watches).
-            return Ok(Action::requeue(jitter(ctx.config.backoff.terminal)));
-        }
+        Err(refusal) => return refuse(sf, ctx, &refusal).await,
     };
     let aws = ctx.aws_for(admitted.region.as_deref());
     // validate: a role of another partition can never be passed to Lambda here
@@ -257,6 +255,51 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
         }
         Standing::Stuck { .. } => Action::requeue(jitter(ctx.config.backoff.terminal)),
     })
+}
+
+/// A function the provider does not admit: nothing is created or changed in AWS for it —
+/// except that one a grant refuses after it ran is suspended (`suspension`). The refusal is
+/// reported; a change of the provider, the namespace or a sibling function wakes it again.
+async fn refuse(
+    sf: &SimilarityFunction,
+    ctx: &Context,
+    refusal: &admission::Refusal,
+) -> Result<Action, Error> {
+    let mut changes = Vec::new();
+    let mut suspended = None;
+    if refusal.suspend {
+        let aws = ctx.aws_for(refusal.region.as_deref());
+        let name = aws_name(sf, ctx);
+        let owner = owner(sf, ctx);
+        let world = resolve::read(&aws, &name).await?;
+        if suspension::owns(&world, &owner) {
+            let mut scalings = BTreeMap::new();
+            for v in &world.versions {
+                let scaling = resolve::read_scaling(&aws, &name, &v.version).await?;
+                scalings.insert(v.version.clone(), scaling);
+            }
+            let steps = suspension::steps(&world, &scalings, &owner, refusal.reason);
+            changes = apply::suspend(&aws, &name, &steps, &world).await?;
+            suspended = Some(world.versions.len());
+        }
+    }
+    let (mut status, conditions) =
+        report::refused(sf, refusal, suspended, crate::controller::now());
+    let object = sf.object_ref(&());
+    for change in &changes {
+        ctx.event(
+            &object,
+            true,
+            change.reason,
+            "Suspend",
+            change.message.clone(),
+        )
+        .await;
+    }
+    publish_condition_events(sf, ctx, &conditions).await;
+    status.conditions = conditions.into_vec();
+    report::patch(&api(sf, ctx), sf, &status).await?;
+    Ok(Action::requeue(jitter(ctx.config.backoff.terminal)))
 }
 
 /// The desired state, and the code source apply sends.

@@ -5,13 +5,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::desired::{self, CODE_TAG, DesiredCode};
+use super::desired::{self, CODE_TAG, DesiredCode, SUSPENDED_TAG};
 use super::{drift, versions};
 use crate::api::common::DriftEntry;
 use crate::api::conditions::reason;
 use crate::api::similarity_function::FunctionState;
 use crate::aws::model::{FunctionConfig, ObservedFunction, ObservedScaling, ScalingConfig};
-use crate::identity::{Owner, Ownership};
+use crate::identity::{self, Owner, Ownership};
 
 /// What the spec asks AWS to hold.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,6 +93,9 @@ pub enum Step {
     PutScaling(String),
     /// DeleteFunction on each of these versions.
     Prune(Vec<String>),
+    /// PutFunctionScalingConfig reactivating this version of a suspended function, then
+    /// UntagResource of the suspension tag.
+    Resume(String),
 }
 
 impl Step {
@@ -106,6 +109,7 @@ impl Step {
             Step::Publish { .. } => "PublishVersion",
             Step::PutScaling(_) => "PutFunctionScalingConfig",
             Step::Prune(_) => "DeleteFunction",
+            Step::Resume(_) => "PutFunctionScalingConfig",
         }
     }
 }
@@ -188,6 +192,20 @@ pub fn next(input: &Input<'_>) -> Next {
                 ),
             );
         }
+        Ownership::OtherInstallation => {
+            return stuck(
+                reason::NAME_CONFLICT,
+                format!(
+                    "a Lambda function named {name} belongs to another installation of the \
+                     operator (tag {}: {}); it is left untouched: choose another spec.awsName, \
+                     or give the clusters different --cluster-name values",
+                    identity::TAG_INSTALLATION,
+                    w.tags
+                        .get(identity::TAG_INSTALLATION)
+                        .map_or("<none>", String::as_str)
+                ),
+            );
+        }
         // Ownership tags are kept right whatever the drift policy, or the function is lost.
         Ownership::OursFromEarlierObject => return Next::Do(Step::Tag(d.tags.clone())),
         Ownership::Ours => {}
@@ -260,6 +278,11 @@ pub fn next(input: &Input<'_>) -> Next {
             description: desired::version_description(d.config.description.as_deref(), &hash),
         });
     };
+
+    // A function a grant had suspended is reactivated before anything else about its version.
+    if w.tags.contains_key(SUSPENDED_TAG) {
+        return Next::Do(Step::Resume(v.version.clone()));
+    }
 
     let scaled = d.scaling.min.is_some() || d.scaling.max.is_some();
     let scaling = match &w.scaling {
@@ -372,8 +395,10 @@ pub fn drift(desired: &Desired, world: &World, previous_version: Option<&str>) -
             correctable: true,
         });
     }
+    // A suspended version's scaling was set by the operator, not outside Git.
     if let (Some(v), Some((version, s))) = (desired.current(world), &world.scaling)
         && v.version == *version
+        && !world.tags.contains_key(SUSPENDED_TAG)
     {
         out.extend(drift::scaling(&desired.scaling, s.requested.as_ref()));
     }

@@ -8,6 +8,7 @@ const SHA: &str = "c2hhLWJ1bmRsZWQ=";
 fn owner() -> Owner {
     Owner {
         cluster: "test".into(),
+        installation: "installation-1".into(),
         kind: "SimilarityFunction",
         object: "search/products".into(),
         uid: "uid-1".into(),
@@ -402,4 +403,51 @@ fn drift_names_deleted_functions_and_versions_and_changed_fields() {
         )
         .is_empty()
     );
+}
+
+#[test]
+fn a_suspended_function_reactivates_its_serving_version_before_anything_else() {
+    let mut f = Fixture::serving(2);
+    f.world
+        .tags
+        .insert(desired::SUSPENDED_TAG.into(), "RoleNotAllowed".into());
+    assert_eq!(f.next(), Next::Do(Step::Resume("2".into())));
+    // Under driftPolicy Report too: the suspension was the operator's, not a change outside Git.
+    assert_eq!(f.report_only().next(), Next::Do(Step::Resume("2".into())));
+}
+
+#[test]
+fn a_suspended_versions_scaling_is_not_reported_as_drift() {
+    let mut f = Fixture::serving(1);
+    f.world.scaling = Some((
+        "1".into(),
+        ObservedScaling {
+            requested: Some(desired::DEACTIVATED),
+            applied: Some(desired::DEACTIVATED),
+        },
+    ));
+    assert!(
+        drift(&f.desired, &f.world, Some("1"))
+            .iter()
+            .any(|d| d.field.starts_with("scaling"))
+    );
+    f.world
+        .tags
+        .insert(desired::SUSPENDED_TAG.into(), "RoleNotAllowed".into());
+    assert!(drift(&f.desired, &f.world, Some("1")).is_empty());
+}
+
+#[test]
+fn a_function_of_another_installation_is_a_name_conflict_and_never_touched() {
+    let mut f = Fixture::serving(1);
+    let mut other = owner();
+    other.installation = "installation-2".into();
+    f.world.tags = other.tags().into_iter().collect();
+    match f.next() {
+        Next::Settled(Standing::Stuck { reason, message }) => {
+            assert_eq!(reason, "NameConflict");
+            assert!(message.contains("installation-2"), "{message}");
+        }
+        other => panic!("expected a name conflict, got {other:?}"),
+    }
 }

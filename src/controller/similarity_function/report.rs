@@ -115,6 +115,7 @@ pub fn status(
             .as_ref()
             .map(|f| unqualified(&f.arn).to_owned()),
         capacity_provider_arn: Some(outcome.admitted.provider_arn.clone()),
+        grant: Some(outcome.admitted.grant.clone()),
         version: serving.map(|v| v.version.clone()),
         versions: world
             .versions
@@ -144,16 +145,28 @@ pub fn status(
     (status, c)
 }
 
-/// Conditions for a function the provider does not admit (yet): nothing in AWS was touched,
-/// so the rest of the status is kept as it was.
+/// Conditions for a function the provider does not admit (yet): the rest of the status is kept
+/// as it was. `suspended`: how many published versions a suspension holds deactivated (`None`
+/// when the function was not suspended: it never ran, or the refusal only delays it).
 pub fn refused(
     sf: &SimilarityFunction,
     refusal: &Refusal,
+    suspended: Option<usize>,
     now: Time,
 ) -> (SimilarityFunctionStatus, Conditions) {
     let mut status = sf.status.clone().unwrap_or_default();
     let generation = sf.metadata.generation.unwrap_or_default();
-    let mut c = Conditions::new(&status.conditions, generation, now);
+    let mut c = Conditions::new(&status.conditions, generation, now.clone());
+    let mut refusal = refusal.clone();
+    if let Some(n) = suspended {
+        refusal.message = format!(
+            "{}; the function is suspended: its {n} published version(s) are deactivated (0 \
+             execution environments) until a grant admits it again",
+            refusal.message
+        );
+        status.state = None;
+    }
+    status.last_sync_time = Some(now);
     c.keep(cond::DRIFTED);
     c.set(
         cond::CAPACITY_PROVIDER_READY,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Namespace;
+use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
 use super::admission::{self, Admitted, Refusal};
@@ -12,14 +13,15 @@ use crate::api::capacity_provider::CapacityProvider;
 use crate::api::similarity_function::SimilarityFunction;
 use crate::aws::model::ObservedScaling;
 use crate::aws::{AwsClients, AwsError};
+use crate::controller::context::Config;
 use crate::controller::error::Error;
 
-/// Reads the referenced provider (and the namespace's labels when its selector decides) and
-/// decides admission.
+/// Reads the referenced provider, the namespace's labels when a grant's selector decides, and
+/// the other functions on the provider when a grant's limits decide; then decides admission.
 pub async fn admission(
     client: &Client,
     sf: &SimilarityFunction,
-    operator_namespace: &str,
+    config: &Config,
 ) -> Result<Result<Admitted, Refusal>, Error> {
     let provider_name = &sf.spec.capacity_provider_ref.name;
     let namespace = sf.namespace().unwrap_or_default();
@@ -28,25 +30,61 @@ pub async fn admission(
         .get_opt(provider_name)
         .await
         .map_err(Error::kube("GetCapacityProvider"))?;
-    let labels: Option<BTreeMap<String, String>> = match &provider {
-        Some(cp) if admission::needs_labels(&cp.spec.allowed_namespaces, &namespace) => {
-            let namespaces: Api<Namespace> = Api::all(client.clone());
-            namespaces
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut labels = None;
+    let mut siblings = Vec::new();
+    let mut namespace_labels = BTreeMap::new();
+    if let Some(cp) = &provider {
+        let selects = cp
+            .spec
+            .tenants
+            .iter()
+            .any(|g| g.namespaces.selector.is_some());
+        if admission::needs_siblings(cp) {
+            // Every function on the provider, found by the CRD's selectable field.
+            let functions: Api<SimilarityFunction> = Api::all(client.clone());
+            let selector = format!("{PROVIDER_FIELD}={provider_name}");
+            siblings = functions
+                .list(&ListParams::default().fields(&selector))
+                .await
+                .map_err(Error::kube("ListSimilarityFunctions"))?
+                .items
+                .into_iter()
+                // A function being deleted gives its place up: its versions are going away.
+                .filter(|f| f.metadata.deletion_timestamp.is_none() || f.uid() == sf.uid())
+                .collect();
+            if selects {
+                namespace_labels = namespaces
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(Error::kube("ListNamespaces"))?
+                    .items
+                    .into_iter()
+                    .map(|ns| (ns.name_any(), ns.labels().clone()))
+                    .collect();
+                labels = namespace_labels.get(&namespace).cloned();
+            }
+        } else if admission::needs_labels(cp, &namespace) {
+            labels = namespaces
                 .get_opt(&namespace)
                 .await
                 .map_err(Error::kube("GetNamespace"))?
-                .map(|ns| ns.labels().clone())
+                .map(|ns| ns.labels().clone());
         }
-        _ => None,
-    };
-    Ok(admission::admit(
-        provider_name,
-        provider.as_ref(),
-        &namespace,
-        labels.as_ref(),
-        operator_namespace,
-    ))
+    }
+    Ok(admission::admit(&admission::Facts {
+        function: sf,
+        provider: provider.as_ref(),
+        labels: labels.as_ref(),
+        siblings: &siblings,
+        namespace_labels: &namespace_labels,
+        cluster: &config.cluster_name,
+        code_buckets: &config.code_buckets,
+    }))
 }
+
+/// The selectable field of SimilarityFunctions that names their capacity provider.
+pub const PROVIDER_FIELD: &str = "spec.capacityProviderRef.name";
 
 /// Reads the function (`$LATEST` and tags) and its published versions.
 pub async fn read(aws: &AwsClients, name: &str) -> Result<World, AwsError> {

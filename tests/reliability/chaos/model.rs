@@ -102,7 +102,7 @@ pub fn provider_manifest(name: &str, spec: &ProviderSpec, nets: &Networks, role:
             "operatorRoleArn": role,
             "instances": {"architecture": "arm64"},
             "scaling": {"mode": "Auto", "maxVCpuCount": spec.max_vcpu},
-            "allowedNamespaces": {"names": [TEAM]},
+            "tenants": [crate::harness::grant(TEAM, json!({"names": [TEAM]}), role)],
             "tags": {"chaos": spec.tag},
         }
     })

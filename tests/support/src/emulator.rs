@@ -152,13 +152,20 @@ impl AwsEmulator {
         sdk::ec2_client(&self.sdk_config())
     }
 
-    /// Creates an IAM role Lambda can assume and returns its ARN. moto's CreateFunction refuses
+    /// Creates an IAM role Lambda can assume and returns its ARN (`path/name` puts it on a path,
+    /// as tenants' roles are). moto's CreateFunction refuses
     /// roles that do not exist in its IAM.
     pub async fn create_role(&self, name: &str) -> Result<String, SupportError> {
         let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        // `lmi/team-a/search` is the role `search` on the path `/lmi/team-a/`.
+        let (path, name) = match name.rsplit_once('/') {
+            Some((path, name)) => (format!("/{path}/"), name),
+            None => ("/".to_owned(), name),
+        };
         let body = format!(
-            "Action=CreateRole&Version=2010-05-08&RoleName={}&AssumeRolePolicyDocument={}",
+            "Action=CreateRole&Version=2010-05-08&RoleName={}&Path={}&AssumeRolePolicyDocument={}",
             form_encode(name),
+            form_encode(&path),
             form_encode(policy)
         );
         let reply = self

@@ -171,6 +171,11 @@ fn condition_reasons_map_to_the_documented_health() {
         reason::PUBLIC_SUBNET,
         reason::INSTANCE_TYPE_UNAVAILABLE,
         reason::NAMESPACE_NOT_ALLOWED,
+        reason::ROLE_NOT_ALLOWED,
+        reason::CODE_SOURCE_NOT_ALLOWED,
+        reason::CATALOG_SOURCE_NOT_ALLOWED,
+        reason::FUNCTION_NAME_NOT_ALLOWED,
+        reason::TENANT_LIMIT_EXCEEDED,
         // A SimilarityFunction deleted or changed outside Git under driftPolicy Report is not
         // Ready and stays so until someone acts.
         reason::DRIFT_DETECTED,

@@ -295,10 +295,20 @@ impl World {
         name: &str,
         version: &str,
     ) -> (Option<Scaling>, Option<Scaling>) {
+        self.aws_scaling_of(&self.function_aws_name(namespace, name), version)
+            .await
+    }
+
+    /// (requested, applied) scaling of a version of the function named `aws_name` in AWS.
+    pub async fn aws_scaling_of(
+        &self,
+        aws_name: &str,
+        version: &str,
+    ) -> (Option<Scaling>, Option<Scaling>) {
         let out = self
             .lambda
             .get_function_scaling_config()
-            .function_name(self.function_aws_name(namespace, name))
+            .function_name(aws_name)
             .qualifier(version)
             .send()
             .await

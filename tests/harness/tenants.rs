@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_lambda::types::FunctionScalingConfig;
 use jiff::Timestamp;
 use serde_json::Value;
 
@@ -57,27 +56,14 @@ impl World {
                 .expect("list versions");
             let mut versions = Vec::new();
             for v in listed.versions() {
-                let Some(version) = v.version().filter(|v| *v != "$LATEST") else {
+                let Some(version) = v.version().filter(|v| v.parse::<u64>().is_ok()) else {
                     continue;
                 };
-                let scaling = self
-                    .lambda
-                    .get_function_scaling_config()
-                    .function_name(&name)
-                    .qualifier(version)
-                    .send()
-                    .await
-                    .expect("scaling config");
-                let pair = |s: &FunctionScalingConfig| {
-                    (
-                        s.min_execution_environments(),
-                        s.max_execution_environments(),
-                    )
-                };
+                let (requested, _) = self.aws_scaling_of(&name, version).await;
                 versions.push((
                     version.to_owned(),
                     v.revision_id().unwrap_or_default().to_owned(),
-                    scaling.requested_function_scaling_config().map(pair),
+                    requested,
                 ));
             }
             snapshot.insert(

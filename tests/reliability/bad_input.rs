@@ -314,7 +314,15 @@ async fn impossible_networks_and_instance_types_are_refused_with_bounded_calls()
 async fn a_function_role_of_another_partition_is_refused_until_the_spec_is_fixed() {
     let (mut world, net) = World::for_functions().await;
     world.start_operator();
-    world.ready_provider(&net).await;
+    // The grant lists the role, so what refuses it is the partition check.
+    let mut provider = world.function_provider(&net);
+    provider["spec"]["tenants"][0]["executionRoleArns"] = json!([world.role_arn, GOV_ROLE]);
+    world.apply_provider(provider).await;
+    world
+        .wait_provider(PROVIDER, "Ready", |cp| {
+            has_condition(provider_conditions(cp), "Ready", "True", None)
+        })
+        .await;
     let mut manifest = world.function(TEAM, "products");
     manifest["spec"]["roleArn"] = json!(GOV_ROLE);
     world.apply_function(&manifest).await;

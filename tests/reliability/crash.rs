@@ -46,6 +46,7 @@ impl Operator {
         let child = Command::new(env!("CARGO_BIN_EXE_lmi-operator"))
             .args(["run", "--cluster-name", CLUSTER, "--log-format", "text"])
             .args(["--namespace", world.config.namespace.as_str()])
+            .args(["--installation-id", world.config.installation_id.as_str()])
             .args(["--resync-interval", "2s", "--pending-interval", "300ms"])
             .args(["--terminal-retry", "2s", "--handler-dir"])
             .arg(world.handlers.dir())

@@ -1,12 +1,13 @@
-//! What AWS holds, read straight from the emulator (setup clients: not counted by the proxy):
-//! capacity providers, functions and their published versions, and the security groups and
-//! VPC endpoints the operator tagged as its own. The suite's tests create nothing in Lambda
-//! themselves, so every provider and function found was created by the operator.
+//! What AWS holds for one installation of the operator, read straight from the emulator (setup
+//! clients: not counted by the proxy): capacity providers, functions and their published
+//! versions, and the security groups and VPC endpoints it tagged as its own. The suite's tests
+//! create nothing in Lambda themselves, so every provider and function found was created by an
+//! operator; those another installation tagged (a neighbour sharing the account) are left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types::Filter;
-use lmi_operator::identity::{MANAGED_BY, TAG_MANAGED_BY};
+use lmi_operator::identity::{MANAGED_BY, TAG_INSTALLATION, TAG_MANAGED_BY};
 use lmi_test_support::{OperationRecord, Outcome};
 
 use crate::harness::World;
@@ -25,10 +26,26 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Reads the inventory.
+    /// Reads the inventory of `world`'s installation.
     pub async fn read(world: &World) -> Inventory {
+        let installation = world.config.installation_id.as_str();
+        let theirs = |tags: Option<&std::collections::HashMap<String, String>>| {
+            tags.and_then(|t| t.get(TAG_INSTALLATION))
+                .is_some_and(|i| i != installation)
+        };
         let mut functions = BTreeMap::new();
         for name in world.aws_function_names().await {
+            let tags = world
+                .lambda
+                .get_function()
+                .function_name(&name)
+                .send()
+                .await
+                .ok()
+                .and_then(|f| f.tags().cloned());
+            if theirs(tags.as_ref()) {
+                continue;
+            }
             let versions = published(world, &name)
                 .await
                 .iter()
@@ -49,6 +66,7 @@ impl Inventory {
             .expect("describe security groups")
             .security_groups()
             .iter()
+            .filter(|g| mine(g.tags(), installation))
             .filter_map(|g| g.group_id().map(str::to_owned))
             .collect();
         let endpoints = world
@@ -60,6 +78,7 @@ impl Inventory {
             .expect("describe VPC endpoints")
             .vpc_endpoints()
             .iter()
+            .filter(|e| mine(e.tags(), installation))
             .filter(|e| {
                 !matches!(
                     e.state()
@@ -70,8 +89,36 @@ impl Inventory {
             })
             .filter_map(|e| e.vpc_endpoint_id().map(str::to_owned))
             .collect();
+        let mut providers = BTreeSet::new();
+        for name in world.aws_provider_names().await {
+            let arn = world
+                .lambda
+                .get_capacity_provider()
+                .capacity_provider_name(&name)
+                .send()
+                .await
+                .ok()
+                .and_then(|p| {
+                    p.capacity_provider()
+                        .map(|p| p.capacity_provider_arn().to_owned())
+                });
+            let tags = match arn {
+                Some(arn) => world
+                    .lambda
+                    .list_tags()
+                    .resource(arn)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|t| t.tags().cloned()),
+                None => None,
+            };
+            if !theirs(tags.as_ref()) {
+                providers.insert(name);
+            }
+        }
         Inventory {
-            providers: world.aws_provider_names().await.into_iter().collect(),
+            providers,
             functions,
             security_groups,
             endpoints,
@@ -85,6 +132,13 @@ impl Inventory {
             && self.security_groups.is_empty()
             && self.endpoints.is_empty()
     }
+}
+
+/// Whether EC2 `tags` name no other installation than `installation`.
+fn mine(tags: &[aws_sdk_ec2::types::Tag], installation: &str) -> bool {
+    tags.iter()
+        .find(|t| t.key() == Some(TAG_INSTALLATION))
+        .is_none_or(|t| t.value() == Some(installation))
 }
 
 /// A published version as Lambda lists it.

@@ -8,7 +8,7 @@ use super::plan::{Desired, Step, World};
 use super::suspension::SuspendStep;
 use super::{drift, versions};
 use crate::aws::functions::unqualified;
-use crate::aws::model::{CodeSource, ObservedScaling};
+use crate::aws::model::{CodeSource, ObservedScaling, ScalingConfig};
 use crate::aws::{AwsClients, AwsError};
 use crate::controller::capacity_provider::Change;
 
@@ -40,12 +40,7 @@ pub async fn run(
             change("CreatedFunction", message)
         }
         Step::Tag(tags) => {
-            let arn = world
-                .function
-                .as_ref()
-                .map(|f| unqualified(&f.arn).to_owned())
-                .unwrap_or_default();
-            lambda.tag_resource(&arn, tags).await?;
+            lambda.tag_resource(&function_arn(world), tags).await?;
             world.tags.extend(tags.clone());
             let keys: Vec<&str> = tags.keys().map(String::as_str).collect();
             change(
@@ -103,17 +98,7 @@ pub async fn run(
         }
         Step::PutScaling(version) => {
             lambda.put_scaling_config(name, version, &d.scaling).await?;
-            let applied = match world.scaling.take() {
-                Some((v, s)) if v == *version => s.applied,
-                _ => None,
-            };
-            world.scaling = Some((
-                version.clone(),
-                ObservedScaling {
-                    requested: Some(d.scaling.clone()),
-                    applied,
-                },
-            ));
+            record_scaling(world, version, &d.scaling);
             change(
                 "PutScalingConfig",
                 format!(
@@ -126,26 +111,11 @@ pub async fn run(
         Step::Resume(version) => {
             let scaling = desired::reactivation(&d.scaling);
             lambda.put_scaling_config(name, version, &scaling).await?;
-            let arn = world
-                .function
-                .as_ref()
-                .map(|f| unqualified(&f.arn).to_owned())
-                .unwrap_or_default();
             lambda
-                .untag_resource(&arn, &[SUSPENDED_TAG.to_owned()])
+                .untag_resource(&function_arn(world), &[SUSPENDED_TAG.to_owned()])
                 .await?;
             world.tags.remove(SUSPENDED_TAG);
-            let applied = match world.scaling.take() {
-                Some((v, s)) if v == *version => s.applied,
-                _ => None,
-            };
-            world.scaling = Some((
-                version.clone(),
-                ObservedScaling {
-                    requested: Some(scaling.clone()),
-                    applied,
-                },
-            ));
+            record_scaling(world, version, &scaling);
             change(
                 "ResumedFunction",
                 format!(
@@ -171,6 +141,31 @@ pub async fn run(
             )
         }
     })
+}
+
+/// The unqualified ARN of the function in `world` (empty before it exists).
+fn function_arn(world: &World) -> String {
+    world
+        .function
+        .as_ref()
+        .map(|f| unqualified(&f.arn).to_owned())
+        .unwrap_or_default()
+}
+
+/// Records in `world` that `requested` was put on `version` (what Lambda applies is kept until
+/// it is read again).
+fn record_scaling(world: &mut World, version: &str, requested: &ScalingConfig) {
+    let applied = match world.scaling.take() {
+        Some((v, s)) if v == version => s.applied,
+        _ => None,
+    };
+    world.scaling = Some((
+        version.to_owned(),
+        ObservedScaling {
+            requested: Some(requested.clone()),
+            applied,
+        },
+    ));
 }
 
 fn show(n: Option<i32>) -> String {
@@ -206,11 +201,7 @@ pub async fn suspend(
     steps: &[SuspendStep],
     world: &World,
 ) -> Result<Vec<Change>, AwsError> {
-    let arn = world
-        .function
-        .as_ref()
-        .map(|f| unqualified(&f.arn).to_owned())
-        .unwrap_or_default();
+    let arn = function_arn(world);
     let mut deactivated = Vec::new();
     let mut changes = Vec::new();
     for step in steps {

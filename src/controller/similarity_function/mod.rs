@@ -44,9 +44,10 @@ use self::desired::DesiredCode;
 use self::plan::{Desired, Input, Next, Standing};
 use crate::api::common::DriftPolicy;
 use crate::api::conditions::{self as cond, reason};
-use crate::api::similarity_function::SimilarityFunction;
+use crate::api::similarity_function::{SimilarityFunction, SimilarityFunctionStatus};
 use crate::aws::ErrorClass;
 use crate::aws::model::CodeSource;
+use crate::controller::capacity_provider::Change;
 use crate::controller::conditions::Conditions;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, jitter};
@@ -231,21 +232,8 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
         drift,
         applied: applied || !spec_changed,
     };
-    let (mut status, conditions) = report::status(sf, &outcome, crate::controller::now());
-    let object = sf.object_ref(&());
-    for change in &changes {
-        ctx.event(
-            &object,
-            false,
-            change.reason,
-            "Apply",
-            change.message.clone(),
-        )
-        .await;
-    }
-    publish_condition_events(sf, ctx, &conditions).await;
-    status.conditions = conditions.into_vec();
-    report::patch(&api(sf, ctx), sf, &status).await?;
+    let (status, conditions) = report::status(sf, &outcome, crate::controller::now());
+    publish(sf, ctx, &changes, "Apply", status, conditions).await?;
 
     Ok(match standing {
         Standing::Ready => Action::requeue(jitter(ctx.config.resync_interval)),
@@ -283,23 +271,36 @@ async fn refuse(
             suspended = Some(world.versions.len());
         }
     }
-    let (mut status, conditions) =
-        report::refused(sf, refusal, suspended, crate::controller::now());
+    let (status, conditions) = report::refused(sf, refusal, suspended, crate::controller::now());
+    publish(sf, ctx, &changes, "Suspend", status, conditions).await?;
+    Ok(Action::requeue(jitter(ctx.config.backoff.terminal)))
+}
+
+/// Report: an event for each AWS change of the pass (`action`: `Apply` notices, `Suspend`
+/// warnings), one for each condition that turned bad, then the status.
+async fn publish(
+    sf: &SimilarityFunction,
+    ctx: &Context,
+    changes: &[Change],
+    action: &str,
+    mut status: SimilarityFunctionStatus,
+    conditions: Conditions,
+) -> Result<(), Error> {
     let object = sf.object_ref(&());
-    for change in &changes {
+    let warning = action == "Suspend";
+    for change in changes {
         ctx.event(
             &object,
-            true,
+            warning,
             change.reason,
-            "Suspend",
+            action,
             change.message.clone(),
         )
         .await;
     }
     publish_condition_events(sf, ctx, &conditions).await;
     status.conditions = conditions.into_vec();
-    report::patch(&api(sf, ctx), sf, &status).await?;
-    Ok(Action::requeue(jitter(ctx.config.backoff.terminal)))
+    report::patch(&api(sf, ctx), sf, &status).await
 }
 
 /// The desired state, and the code source apply sends.

@@ -7,6 +7,11 @@
 //! spec asks), a resync changes nothing, and deleting everything leaves nothing the operator
 //! created in AWS.
 //!
+//! Throughout, a neighbour shares the AWS account: another installation of the operator (its
+//! own cluster, the same `--cluster-name`) with a provider and a function of its own. Neither
+//! operator may touch the other's resources: the neighbour's stay byte for byte as they were and
+//! its operator makes no mutating call, and deleting everything in the chaos world leaves them.
+//!
 //! The operations come from a seeded generator; the seed is printed (shown when the test
 //! fails) and `LMI_CHAOS_SEED=<seed>` replays the same sequence. The operator's timing differs
 //! from run to run, so a replay makes the same moves, not the same interleaving.
@@ -128,6 +133,7 @@ async fn two_hundred_random_operations_under_faults_converge_and_leave_nothing_b
             .latency(Duration::from_millis(15)),
     );
     world.api.set_latency(Duration::from_millis(3));
+    let neighbour = Neighbour::start(&world, &nat).await;
     world.start_operator();
     let mut chaos = Chaos {
         world,
@@ -208,7 +214,74 @@ async fn two_hundred_random_operations_under_faults_converge_and_leave_nothing_b
         inventory.is_empty(),
         format!("AWS still holds what the operator created: {inventory:#?}"),
     );
+    neighbour.check_untouched(&chaos).await;
     chaos.world.stop_operator().await;
+}
+
+/// Another installation on the same account: a provider and a function Ready before the chaos.
+struct Neighbour {
+    world: World,
+    function: String,
+    snapshot: crate::harness::tenants::FunctionSnapshot,
+    provider: String,
+}
+
+impl Neighbour {
+    async fn start(world: &World, nat: &Network) -> Neighbour {
+        let mut neighbour = world.another_installation("neighbour").await;
+        neighbour.create_namespace(TEAM, &[]).await;
+        neighbour.start_operator();
+        neighbour.ready_provider(nat).await;
+        neighbour
+            .apply_function(&neighbour.function(TEAM, "neighbour"))
+            .await;
+        neighbour.wait_function_ready(TEAM, "neighbour").await;
+        let function = neighbour.function_aws_name(TEAM, "neighbour");
+        let snapshot = neighbour.lambda_snapshot().await[&function].clone();
+        neighbour.proxy.clear_log();
+        Neighbour {
+            provider: identity::capacity_provider_name(
+                CLUSTER,
+                crate::harness::functions::PROVIDER,
+            ),
+            world: neighbour,
+            function,
+            snapshot,
+        }
+    }
+
+    /// The neighbour's resources are as they were, still Ready, and its operator never had to
+    /// change anything (it would, had the chaos operator touched them).
+    async fn check_untouched(&self, chaos: &Chaos) {
+        let now = self.world.lambda_snapshot().await;
+        chaos.check(
+            now.get(&self.function) == Some(&self.snapshot),
+            format!(
+                "the neighbour's function changed: {:#?} then {:#?}",
+                self.snapshot,
+                now.get(&self.function)
+            ),
+        );
+        chaos.check(
+            self.world
+                .aws_provider_names()
+                .await
+                .contains(&self.provider),
+            format!("the neighbour's provider {} is gone", self.provider),
+        );
+        let mutating = self.world.operator_calls(true);
+        chaos.check(
+            mutating.is_empty(),
+            format!("the neighbour's operator had to change AWS: {mutating:?}"),
+        );
+        let ready = self
+            .world
+            .functions(TEAM)
+            .get("neighbour")
+            .await
+            .is_ok_and(|sf| crate::harness::functions::is_ready(&sf));
+        chaos.check(ready, "the neighbour's function is no longer Ready".into());
+    }
 }
 
 /// `ok`, or the AWS error code of a failed out-of-band call.

@@ -26,6 +26,8 @@ pub enum SupportError {
     },
     #[error("network fixture is inconsistent: {0}")]
     FixtureSpec(String),
+    #[error("Kubernetes control plane: {0}")]
+    ControlPlane(String),
 }
 
 impl SupportError {

@@ -11,6 +11,7 @@
 
 mod emulator;
 mod error;
+pub mod kube;
 mod network;
 mod proxy;
 pub mod runtime_api;

@@ -1,7 +1,8 @@
 //! The operator as the Helm chart deploys it: the chart rendered by the real `helm` (default
-//! values), its ServiceAccount, ClusterRole, Role and bindings created in the test API server,
-//! and a token for that ServiceAccount. The operator in every end-to-end test authenticates
-//! with the token, so the API server refuses anything the chart does not grant.
+//! values), its ServiceAccount, ClusterRole, Role and bindings created in the test cluster, and
+//! a token the API server issued for that ServiceAccount (`TokenRequest`). The operator in every
+//! end-to-end test authenticates with the token, so RBAC refuses anything the chart does not
+//! grant.
 //!
 //! Also the two least-privilege checks every world runs when it is dropped (see
 //! [`check_permissions`]): no request of the operator was refused by RBAC, and every AWS action
@@ -9,14 +10,15 @@
 //! that is never used) needs a full lifecycle and lives in `tests/runtime/permissions.rs`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 use k8s_openapi::api::rbac::v1::PolicyRule;
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
-use lmi_test_apiserver::{AuditEvent, TestApiServer};
+use lmi_test_support::kube::{AuditEvent, ControlPlane};
 use serde_json::Value;
 
 /// The release namespace: the operator's namespace, where its Lease and Role live.
@@ -113,13 +115,13 @@ pub struct OperatorIdentity {
 }
 
 /// Creates the release namespace and the chart's ServiceAccount, ClusterRole, ClusterRoleBinding,
-/// Role and RoleBinding in `api` (as `helm install` would), and issues the ServiceAccount a token.
-pub async fn install(api: &TestApiServer) -> OperatorIdentity {
-    let admin = api.client();
+/// Role and RoleBinding (as `helm install` would), and has the API server issue the
+/// ServiceAccount a token.
+pub async fn install(plane: &ControlPlane, admin: &Client) -> OperatorIdentity {
     let namespace: k8s_openapi::api::core::v1::Namespace =
         serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}}))
             .expect("namespace");
-    Api::all(admin.clone())
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
         .create(&PostParams::default(), &namespace)
         .await
         .expect("create the release namespace");
@@ -169,7 +171,10 @@ pub async fn install(api: &TestApiServer) -> OperatorIdentity {
     }
     let name = service_account.expect("the chart creates a ServiceAccount");
     OperatorIdentity {
-        token: api.service_account_token(NAMESPACE, &name),
+        token: plane
+            .service_account_token(NAMESPACE, &name)
+            .await
+            .expect("a token for the chart's ServiceAccount"),
         user: format!("system:serviceaccount:{NAMESPACE}:{name}"),
     }
 }
@@ -177,8 +182,7 @@ pub async fn install(api: &TestApiServer) -> OperatorIdentity {
 /// The operator's requests that RBAC refused, one line each.
 pub fn refused(audit: &[AuditEvent], user: &str) -> Vec<String> {
     let mut refused: BTreeSet<String> = BTreeSet::new();
-    for event in audit.iter().filter(|e| e.user == user && !e.authorized) {
-        let a = &event.attributes;
+    for a in audit.iter().filter(|e| e.user == user && !e.authorized) {
         refused.insert(format!(
             "{} {}/{} namespace={:?} name={:?}",
             a.verb,
@@ -232,8 +236,8 @@ pub fn aws_actions(proxy: &lmi_test_support::FaultProxy) -> BTreeSet<String> {
 
 /// Fails when RBAC refused one of the operator's requests, or the operator called an AWS action
 /// the IAM policy does not grant. Every world runs it when dropped.
-pub fn check_permissions(api: &TestApiServer, proxy: &lmi_test_support::FaultProxy, user: &str) {
-    let refused = refused(&api.audit(), user);
+pub fn check_permissions(audit: &[AuditEvent], proxy: &lmi_test_support::FaultProxy, user: &str) {
+    let refused = refused(audit, user);
     assert!(
         refused.is_empty(),
         "the chart's RBAC refused the operator (add the permission to \
@@ -250,10 +254,4 @@ pub fn check_permissions(api: &TestApiServer, proxy: &lmi_test_support::FaultPro
         "the operator called AWS actions its IAM policy (src/iam.rs) does not grant:\n{}",
         missing.join("\n")
     );
-}
-
-/// A kubeconfig file at `path` for the operator's ServiceAccount (for `lmi-operator run`).
-pub fn write_kubeconfig(api: &TestApiServer, identity: &OperatorIdentity, path: &Path) {
-    api.write_kubeconfig_with_token(path, &identity.token)
-        .expect("write the operator's kubeconfig");
 }

@@ -1,5 +1,6 @@
-//! End-to-end test world: the in-memory API server with our CRDs, the AWS emulator behind the
-//! fault proxy, and the operator's controllers running in-process against both.
+//! End-to-end test world: a real Kubernetes control plane with our CRDs (`cluster`), the AWS
+//! emulator behind the fault proxy, and the operator's controllers running in-process against
+//! both.
 //!
 //! Each test builds its own world, so tests never share state. The operator reaches AWS only
 //! through the proxy, whose operation log counts its calls; test setup and inspection talk to
@@ -8,20 +9,22 @@
 //!
 //! The operator runs as the Helm chart deploys it (`chart`): it authenticates as the chart's
 //! ServiceAccount, so the API server enforces the chart's RBAC, and a dropped world fails the
-//! test if RBAC refused the operator anything or it called AWS outside the IAM policy.
+//! test if RBAC refused the operator anything or it called AWS outside the IAM policy. It reaches
+//! the API server through a fault proxy (`cluster`), as it reaches AWS.
 //! `replica` runs whole operator processes' worth of runtime (leader election, probes, metrics)
 //! in-process.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod chart;
+pub mod cluster;
 pub mod functions;
 pub mod replica;
 pub mod tenants;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +37,6 @@ use lmi_operator::api::{CapacityProvider, SimilarityFunction};
 use lmi_operator::controller::error::Backoff;
 use lmi_operator::controller::{Config, Context};
 use lmi_operator::metrics::Metrics;
-use lmi_test_apiserver::TestApiServer;
 use lmi_test_support::{AwsEmulator, FaultProxy, Network};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -52,8 +54,8 @@ pub const INSTALLATION: &str = "e2e-installation";
 
 /// A running test world.
 pub struct World {
-    /// The in-memory API server.
-    pub api: TestApiServer,
+    /// The Kubernetes cluster (a real API server) and the proxy the operator reaches it through.
+    pub api: cluster::Cluster,
     /// The AWS emulator (shared by the worlds of [`World::another_installation`]).
     pub aws: Arc<AwsEmulator>,
     /// The fault proxy between the operator and the emulator.
@@ -70,6 +72,8 @@ pub struct World {
     pub config: Config,
     /// Who the operator is in the API server: the chart's ServiceAccount.
     pub identity: chart::OperatorIdentity,
+    /// The operator's client configuration (its token, through the API server proxy).
+    pub operator_config: kube::Config,
     /// The handler builds in the operator's `--handler-dir`.
     pub handlers: functions::Handlers,
     operator: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
@@ -109,10 +113,8 @@ impl World {
     }
 
     async fn start_on(aws: Arc<AwsEmulator>, role_arn: String, installation: &str) -> World {
-        let api = TestApiServer::start().await.expect("start the API server");
-        api.load_crds(&Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
-            .expect("install crds/");
-        let identity = chart::install(&api).await;
+        let api = cluster::Cluster::start().await;
+        let identity = api.identity.clone();
         let proxy = FaultProxy::start(aws.endpoint())
             .await
             .expect("start the fault proxy");
@@ -122,7 +124,8 @@ impl World {
         World {
             config,
             handlers,
-            kube: api.client(),
+            kube: api.admin().await,
+            operator_config: api.operator_config().await,
             ec2: aws.ec2(),
             lambda: aws.lambda(),
             api,
@@ -134,11 +137,10 @@ impl World {
         }
     }
 
-    /// A Kubernetes client acting as the operator (the chart's ServiceAccount).
+    /// A Kubernetes client acting as the operator (the chart's ServiceAccount, through the
+    /// API server proxy).
     pub fn operator_client(&self) -> Client {
-        self.api
-            .client_with_token(&self.identity.token)
-            .expect("the operator's client")
+        Client::try_from(self.operator_config.clone()).expect("the operator's client")
     }
 
     /// A good network: private subnets with a NAT route in two zones and a security group.
@@ -311,10 +313,10 @@ impl World {
     }
 
     /// Reasons of the events recorded about objects named `name`.
-    pub fn event_reasons(&self, name: &str) -> Vec<String> {
-        let mut events = self.api.objects("events.k8s.io", "events");
-        events.extend(self.api.objects("", "events"));
-        events
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        self.api
+            .events()
+            .await
             .iter()
             .filter(|e| {
                 e["regarding"]["name"].as_str() == Some(name)
@@ -329,13 +331,13 @@ impl World {
     /// waits here rather than reading the events at once.
     pub async fn wait_event(&self, name: &str, reason: &str) {
         let seen = eventually(CONVERGE, || async {
-            self.event_reasons(name).iter().any(|r| r == reason)
+            self.event_reasons(name).await.iter().any(|r| r == reason)
         })
         .await;
         assert!(
             seen,
             "no {reason} event about {name} within {CONVERGE:?}; events: {:?}",
-            self.event_reasons(name)
+            self.event_reasons(name).await
         );
     }
 
@@ -354,7 +356,7 @@ impl Drop for World {
     fn drop(&mut self) {
         // A test that already failed says why; this would only add noise.
         if !std::thread::panicking() {
-            chart::check_permissions(&self.api, &self.proxy, &self.identity.user);
+            chart::check_permissions(&self.api.audit(), &self.proxy, &self.identity.user);
         }
     }
 }

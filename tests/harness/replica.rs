@@ -72,10 +72,7 @@ impl Replica {
         let leader_election = options.leader_election.then(|| {
             // The Lease gets its own client whose requests time out within the grace, as
             // `lmi-operator run` builds it.
-            let mut kube = world
-                .api
-                .config_with_token(&world.identity.token)
-                .expect("client config");
+            let mut kube = world.operator_config.clone();
             kube.read_timeout = Some(request_timeout(LEASE_GRACE));
             kube.write_timeout = Some(request_timeout(LEASE_GRACE));
             LeaderElection {

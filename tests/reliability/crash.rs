@@ -51,7 +51,7 @@ impl Operator {
             .args(["--terminal-retry", "2s", "--handler-dir"])
             .arg(world.handlers.dir())
             .envs(lmi_test_support::client_env(world.proxy.endpoint()))
-            .env("KUBECONFIG", world.api.kubeconfig_path())
+            .env("KUBECONFIG", world.api.operator_kubeconfig())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             // Where the binary serves probes and metrics: free loopback ports, not 8080/8081.

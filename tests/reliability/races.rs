@@ -111,7 +111,7 @@ async fn race(change: Change, refused_with: u16) {
         "{change:?}: $LATEST code not restored"
     );
     // The refused publish is a conflict to retry, not invalid input.
-    let reasons = world.event_reasons("products");
+    let reasons = world.event_reasons("products").await;
     assert!(
         !reasons.iter().any(|r| r == "InvalidRequest"),
         "{change:?}: the refused publish was reported as invalid input: {reasons:?}"

@@ -123,12 +123,11 @@ async fn sigterm_finishes_in_flight_reconciles_then_releases_the_lease() {
     assert_eq!(world.aws_provider_names().await.len(), 1);
     // ... and its status write came before the lease was released.
     let audit = world.api.audit();
-    let position = |pred: &dyn Fn(&lmi_test_apiserver::AuditEvent) -> bool| {
+    let position = |pred: &dyn Fn(&lmi_test_support::kube::AuditEvent) -> bool| {
         audit.iter().rposition(|e| e.user == user && pred(e))
     };
-    let last_status = position(&|e| e.attributes.subresource == "status").expect("a status write");
-    let release = position(&|e| e.attributes.resource == "leases" && e.attributes.verb == "patch")
-        .expect("the release");
+    let last_status = position(&|e| e.subresource == "status").expect("a status write");
+    let release = position(&|e| e.resource == "leases" && e.verb == "patch").expect("the release");
     assert!(
         last_status < release,
         "the lease was released mid-reconcile"

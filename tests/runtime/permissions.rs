@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
-use lmi_test_apiserver::{AuditEvent, RequestAttributes};
+use lmi_test_support::kube::AuditEvent;
 
 use crate::harness::World;
 use crate::harness::chart::{self, NAMESPACE};
@@ -104,7 +104,7 @@ const GRANTED_BUT_NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[
 ];
 
 /// `(verb, group, resource[/subresource])` of a request.
-fn key(a: &RequestAttributes) -> (String, String, String) {
+fn key(a: &AuditEvent) -> (String, String, String) {
     (a.verb.clone(), a.api_group.clone(), a.combined_resource())
 }
 
@@ -116,8 +116,7 @@ fn used_by(
     resource: &str,
     used: &[&AuditEvent],
 ) -> bool {
-    used.iter().any(|e| {
-        let a = &e.attributes;
+    used.iter().any(|a| {
         key(a) == (verb.to_owned(), group.to_owned(), resource.to_owned())
             && rule
                 .resource_names
@@ -146,7 +145,7 @@ async fn the_chart_and_the_iam_policy_grant_exactly_what_the_operator_uses() {
     let audit = world.api.audit();
     let used: Vec<&AuditEvent> = audit
         .iter()
-        .filter(|e| e.user == world.identity.user && e.attributes.resource_request)
+        .filter(|e| e.user == world.identity.user && !e.resource.is_empty())
         .collect();
     assert!(!used.is_empty());
     let (cluster_rules, role_rules) = chart::rules();
@@ -163,7 +162,7 @@ async fn the_chart_and_the_iam_policy_grant_exactly_what_the_operator_uses() {
                     let in_scope: Vec<&AuditEvent> = used
                         .iter()
                         .copied()
-                        .filter(|e| !namespaced || e.attributes.namespace == NAMESPACE)
+                        .filter(|e| !namespaced || e.namespace == NAMESPACE)
                         .collect();
                     let used = used_by(rule, verb, group, resource, &in_scope);
                     let k = (verb.as_str(), group.as_str(), resource.as_str());

@@ -75,8 +75,7 @@ async fn lmi_operator_run_as_the_chart_deploys_it_reconciles_and_stops_cleanly_o
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("operator-process-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch directory");
-    let kubeconfig = dir.join("kubeconfig");
-    chart::write_kubeconfig(&world.api, &world.identity, &kubeconfig);
+    let kubeconfig = world.api.operator_kubeconfig().to_owned();
 
     // The container as the chart renders it: its arguments and environment, the downward API
     // filled in as the kubelet would, the listen addresses moved to free loopback ports.

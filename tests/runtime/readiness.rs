@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lmi_test_apiserver::{Fault, Method};
+use lmi_test_support::kube::{ApiFault as Fault, Method};
 
 use crate::harness::World;
 use crate::harness::replica::{Replica, ReplicaOptions, get};

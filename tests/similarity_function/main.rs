@@ -421,7 +421,7 @@ async fn retain_leaves_the_function_and_its_versions_in_aws() {
     );
     assert_eq!(world.aws_versions(TEAM, "products").await, [1]);
     assert_eq!(world.lambda_calls("DeleteFunction"), 0);
-    let reasons = world.event_reasons("products");
+    let reasons = world.event_reasons("products").await;
     assert!(reasons.iter().any(|r| r == "Retained"), "{reasons:?}");
     world.stop_operator().await;
 }

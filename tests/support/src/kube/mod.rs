@@ -22,6 +22,7 @@ use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub use audit::AuditEvent;
+pub use http::Method;
 pub use process::Supervised;
 pub use proxy::{ApiFault, KubeProxy};
 
@@ -265,9 +266,10 @@ impl ControlPlane {
     ) -> Result<kube::Client, SupportError> {
         let kubeconfig = Kubeconfig::from_yaml(&self.kubeconfig(token, server))
             .map_err(|e| SupportError::ControlPlane(format!("kubeconfig: {e}")))?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| SupportError::ControlPlane(format!("kubeconfig: {e}")))?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| SupportError::ControlPlane(format!("kubeconfig: {e}")))?;
         kube::Client::try_from(config)
             .map_err(|e| SupportError::ControlPlane(format!("client: {e}")))
     }
@@ -290,8 +292,7 @@ impl ControlPlane {
         namespace: &str,
         name: &str,
     ) -> Result<String, SupportError> {
-        let accounts: Api<ServiceAccount> =
-            Api::namespaced(self.admin_client().await?, namespace);
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.admin_client().await?, namespace);
         let request = TokenRequest {
             spec: Some(TokenRequestSpec {
                 audiences: Some(vec!["https://kubernetes.default.svc.cluster.local".into()]),

@@ -81,6 +81,9 @@ impl Supervised {
         };
         command
             .args(args)
+            // Fewer garbage collections while the API server builds its caches: about a sixth
+            // less CPU to start, at the price of memory tests have.
+            .env("GOGC", "400")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -244,10 +244,8 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 fn is_watch(uri: &Uri) -> bool {
-    uri.query().is_some_and(|q| {
-        q.split('&')
-            .any(|kv| kv == "watch=true" || kv == "watch=1")
-    })
+    uri.query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"))
 }
 
 async fn handle(
@@ -287,7 +285,11 @@ async fn handle(
     parts.uri = uri;
     parts.headers.remove(http::header::HOST);
     let cut = shared.watches.subscribe();
-    match shared.client.request(Request::from_parts(parts, body)).await {
+    match shared
+        .client
+        .request(Request::from_parts(parts, body))
+        .await
+    {
         Ok(response) => {
             let (parts, body) = response.into_parts();
             let body = if watch {

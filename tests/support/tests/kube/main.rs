@@ -39,7 +39,10 @@ async fn a_service_account_token_is_judged_by_rbac_and_audited() {
 
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
     accounts
-        .create(&PostParams::default(), &object(json!({"metadata": {"name": "reader"}})))
+        .create(
+            &PostParams::default(),
+            &object(json!({"metadata": {"name": "reader"}})),
+        )
         .await
         .expect("create the ServiceAccount");
     let token = plane
@@ -88,7 +91,11 @@ async fn a_service_account_token_is_judged_by_rbac_and_audited() {
         .filter(|e| e.user == user && !e.authorized)
         .collect();
     assert!(!refusals.is_empty(), "the refusal is audited");
-    assert!(refusals.iter().all(|e| e.code == 403 && e.resource == "namespaces"));
+    assert!(
+        refusals
+            .iter()
+            .all(|e| e.code == 403 && e.resource == "namespaces")
+    );
     assert!(
         audit
             .iter()
@@ -108,14 +115,27 @@ async fn the_proxy_injects_errors_and_ends_watches_which_clients_then_resume() {
         .await
         .expect("client through the proxy");
     let maps: Api<ConfigMap> = Api::namespaced(client, "default");
-    maps.create(&PostParams::default(), &object(json!({"metadata": {"name": "a"}})))
-        .await
-        .expect("create through the proxy");
+    maps.create(
+        &PostParams::default(),
+        &object(json!({"metadata": {"name": "a"}})),
+    )
+    .await
+    .expect("create through the proxy");
 
-    proxy.inject(ApiFault::status(409).method(http::Method::GET).path_contains("configmaps/a"));
+    proxy.inject(
+        ApiFault::status(409)
+            .method(http::Method::GET)
+            .path_contains("configmaps/a"),
+    );
     let conflict = maps.get("a").await.unwrap_err();
-    assert!(matches!(&conflict, kube::Error::Api(s) if s.code == 409), "{conflict:?}");
-    assert!(maps.get("a").await.is_ok(), "a fault fires as often as asked");
+    assert!(
+        matches!(&conflict, kube::Error::Api(s) if s.code == 409),
+        "{conflict:?}"
+    );
+    assert!(
+        maps.get("a").await.is_ok(),
+        "a fault fires as often as asked"
+    );
 
     let mut stream = maps
         .watch(&WatchParams::default().timeout(290), "0")
@@ -138,7 +158,10 @@ async fn the_proxy_injects_errors_and_ends_watches_which_clients_then_resume() {
     .expect("the watch ends at once");
     assert!(matches!(end, Ok(None)), "{end:?}");
 
-    proxy.restart(Duration::from_millis(200)).await.expect("restart");
+    proxy
+        .restart(Duration::from_millis(200))
+        .await
+        .expect("restart");
     assert!(maps.get("a").await.is_ok(), "serves again after a restart");
 }
 
@@ -149,7 +172,11 @@ async fn dropping_the_control_plane_stops_every_process() {
     let url = plane.url().to_owned();
     drop(plane);
     assert!(!dir.exists(), "its directory is removed");
-    let port: u16 = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "nothing listens on the API server's port any more"

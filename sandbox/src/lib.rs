@@ -1,5 +1,5 @@
-//! The local sandbox and the scale benchmark: the operator against the in-memory API server and
-//! the AWS emulator on one machine. See `scripts/sandbox` and `scripts/bench-scale`.
+//! The local sandbox and the scale benchmark: the operator against a real Kubernetes control
+//! plane and the AWS emulator on one machine. See `scripts/sandbox` and `scripts/bench-scale`.
 
 pub mod catalog;
 pub mod fixtures;
@@ -50,6 +50,36 @@ pub fn spawn_operator(
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("start {}", operator.display()))
+}
+
+/// The namespace the chart is installed into.
+pub const NAMESPACE: &str = "lmi-system";
+/// The ServiceAccount the chart creates for release `lmi`.
+pub const SERVICE_ACCOUNT: &str = "lmi-lmi-operator";
+
+/// `helm install lmi <chart>` into [`NAMESPACE`] of the cluster of `kubeconfig` (cluster name
+/// `sandbox`), with helm's own state kept under `target/helm`.
+pub async fn helm_install(helm: &Path, kubeconfig: &Path, chart: &Path) -> anyhow::Result<()> {
+    let out = Command::new(helm)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["install", "lmi"])
+        .arg(chart)
+        .args(["--namespace", NAMESPACE, "--create-namespace"])
+        .args(["--set", "clusterName=sandbox"])
+        .env("HELM_CONFIG_HOME", "target/helm/config")
+        .env("HELM_CACHE_HOME", "target/helm/cache")
+        .env("HELM_DATA_HOME", "target/helm/data")
+        .output()
+        .await
+        .with_context(|| format!("run {}", helm.display()))?;
+    if !out.status.success() {
+        bail!(
+            "helm install failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 /// Asks the operator to stop (SIGTERM, as Kubernetes does) and waits for it.

@@ -1,10 +1,13 @@
 //! `lmi-sandbox`: the whole product on one machine, without a cluster or an AWS account.
 //!
 //! Starts the AWS emulator (moto with the LMI API) holding a ready-made network, the IAM roles
-//! and the sample catalogs the examples name; starts the in-memory Kubernetes API server with
-//! our CRDs; runs the real `lmi-operator` binary against both; applies `examples/` with the
-//! real `kubectl`; waits until every resource is Ready; prints what a user would check; and
-//! keeps everything running until Ctrl-C. `scripts/sandbox` builds what it needs and runs it.
+//! and the sample catalogs the examples name; starts a real Kubernetes control plane (etcd,
+//! kube-apiserver, kube-controller-manager) and `helm install`s the chart into it (CRDs,
+//! ServiceAccount, RBAC; its Deployment's pods stay Pending: there are no nodes); runs the real
+//! `lmi-operator` binary here, with the installed ServiceAccount's token, against both; applies
+//! `examples/` with the real `kubectl`; waits until every resource is Ready; prints what a user
+//! would check; and keeps everything running until Ctrl-C. `scripts/sandbox` builds what it
+//! needs and runs it.
 
 use lmi_sandbox::{
     absolute, detail, fixtures, kubectl, manifests, path_str, query, report, step, stop,
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use lmi_test_apiserver::TestApiServer;
+use lmi_test_support::kube::{ControlPlane, ControlPlaneOptions};
 use lmi_test_support::{AwsEmulator, EmulatorOptions};
 
 /// Flags of `lmi-sandbox` (`scripts/sandbox` passes the paths of what it built).
@@ -28,6 +31,12 @@ struct Args {
     /// The `kubectl` binary used to apply the examples and show them.
     #[arg(long)]
     kubectl: PathBuf,
+    /// The `helm` binary that installs the chart.
+    #[arg(long)]
+    helm: PathBuf,
+    /// The Helm chart to install.
+    #[arg(long, default_value = "charts/lmi-operator")]
+    chart: PathBuf,
     /// Directory with `bootstrap-x86_64.zip` and `bootstrap-arm64.zip` for the operator.
     #[arg(long)]
     handler_dir: PathBuf,
@@ -37,15 +46,9 @@ struct Args {
     /// Directory of manifests to apply.
     #[arg(long, default_value = "examples")]
     examples: PathBuf,
-    /// Directory of the CRDs to install.
-    #[arg(long, default_value = "crds")]
-    crds: PathBuf,
     /// Where the kubeconfig, logs and rendered manifests go.
     #[arg(long, default_value = ".sandbox")]
     state: PathBuf,
-    /// Port of the API server (0: any free port).
-    #[arg(long, default_value_t = 0)]
-    api_port: u16,
     /// How long capacity providers and versions stay Pending in the emulator, as in AWS.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     state_delay: Duration,
@@ -73,8 +76,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for (what, path) in [
         ("operator binary", &args.operator),
         ("kubectl", &args.kubectl),
+        ("helm", &args.helm),
+        ("chart", &args.chart),
         ("handler directory", &args.handler_dir),
-        ("CRD directory", &args.crds),
     ] {
         if !path.exists() {
             bail!("the {what} {} does not exist", path.display());
@@ -97,21 +101,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let fixtures = fixtures::create(&aws, &examples).await?;
     report::fixtures(&fixtures);
 
-    step("starting the in-memory Kubernetes API server");
-    let api = TestApiServer::start_on(([127, 0, 0, 1], args.api_port).into())
-        .await
-        .context("start the API server")?;
-    let crds = api
-        .load_crds(&args.crds)
-        .with_context(|| format!("install the CRDs of {}", args.crds.display()))?;
+    step("starting a Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager)");
+    let plane = ControlPlane::start(ControlPlaneOptions {
+        controller_manager: true,
+    })
+    .await
+    .context("start the control plane (scripts/fetch-tools finds its binaries)")?;
     let kubeconfig = absolute(&args.state.join("kubeconfig"))?;
-    api.write_kubeconfig(&kubeconfig)
+    plane
+        .write_kubeconfig(&kubeconfig, plane.admin_token(), None)
         .context("write the kubeconfig")?;
     detail(&format!(
-        "{} with {crds} CRDs; kubeconfig {}",
-        api.url(),
+        "{} (logs in {}); kubeconfig {}",
+        plane.url(),
+        plane.dir().display(),
         kubeconfig.display()
     ));
+
+    step("helm install lmi charts/lmi-operator --namespace lmi-system --create-namespace");
+    lmi_sandbox::helm_install(&args.helm, &kubeconfig, &args.chart).await?;
+    let token = plane
+        .service_account_token(lmi_sandbox::NAMESPACE, lmi_sandbox::SERVICE_ACCOUNT)
+        .await
+        .context("a token for the chart's ServiceAccount")?;
+    let operator_kubeconfig = absolute(&args.state.join("operator.kubeconfig"))?;
+    plane
+        .write_kubeconfig(&operator_kubeconfig, &token, None)
+        .context("write the operator's kubeconfig")?;
+    detail("CRDs, ServiceAccount, RBAC installed; the operator runs as that ServiceAccount");
 
     step("starting lmi-operator");
     let log_path = args.state.join("operator.log");
@@ -119,9 +136,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &args.operator,
         &args.handler_dir,
         aws.client_env(),
-        &kubeconfig,
+        &operator_kubeconfig,
         &log_path,
-        &["--resync-interval", "30s", "--pending-interval", "1s"],
+        &[
+            "--resync-interval",
+            "30s",
+            "--pending-interval",
+            "1s",
+            "--namespace",
+            lmi_sandbox::NAMESPACE,
+        ],
     )?;
     detail(&format!("logs in {}", log_path.display()));
 
@@ -140,7 +164,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     step("waiting until every CapacityProvider and SimilarityFunction is Ready");
     let started = Instant::now();
-    let client = api.client();
+    let client = plane.admin_client().await?;
     let ready = tokio::select! {
         ready = report::wait_ready(&client, &examples, args.timeout) => ready,
         exit = operator.wait() => Err(anyhow::anyhow!(

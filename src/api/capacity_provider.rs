@@ -29,7 +29,6 @@ const RECREATE: &str = "AWS fixes it when the capacity provider is created; crea
     shortname = "lmicp",
     category = "lmi",
     status = "CapacityProviderStatus",
-    cel,
     doc = "An AWS Lambda Managed Instances capacity provider: VPC networking, instance \
            requirements and scaling of the EC2 fleet that runs SimilarityFunctions.",
     printcolumn(

@@ -34,7 +34,6 @@ pub const DEFAULT_EMBEDDING_MODEL: &str = "amazon.nova-2-multimodal-embeddings-v
     category = "lmi",
     namespaced,
     status = "SimilarityFunctionStatus",
-    cel,
     selectable = ".spec.capacityProviderRef.name",
     doc = "A Lambda function running the compiled product-similarity handler on a \
            CapacityProvider, served as published versions.",

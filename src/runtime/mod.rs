@@ -2,7 +2,7 @@
 //! readiness ([`health`]) and the probe and metrics endpoints ([`http`]).
 //!
 //! [`operate`] ties them together; `lmi-operator run` calls it with the real clients and tests
-//! call it in-process with the in-memory API server and the AWS emulator.
+//! call it in-process against a real kube-apiserver and the AWS emulator.
 
 pub mod args;
 pub mod health;

@@ -1,4 +1,4 @@
-//! CapacityProvider end to end: the real controller against the in-memory API server and the
+//! CapacityProvider end to end: the real controller against a real kube-apiserver and the
 //! AWS emulator (through the fault proxy).
 
 #[path = "../harness/mod.rs"]

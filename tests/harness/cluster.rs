@@ -10,11 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use lmi_test_support::kube::{ApiFault, AuditEvent, ControlPlane, ControlPlaneOptions, KubeProxy};
 use serde_json::Value;
@@ -70,50 +69,11 @@ async fn prepare() -> Result<Prepared, lmi_test_support::SupportError> {
     // sandbox, run it).
     let plane = ControlPlane::start(ControlPlaneOptions::default()).await?;
     let admin = plane.admin_client().await?;
-    install_crds(&admin, &Path::new(env!("CARGO_MANIFEST_DIR")).join("crds")).await;
+    plane
+        .install_crds(&Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
+        .await?;
     let identity = chart::install(&plane, &admin).await;
     Ok(Prepared { plane, identity })
-}
-
-/// Creates every CRD in `dir` and waits until the API server serves them (`Established`).
-pub async fn install_crds(admin: &Client, dir: &Path) {
-    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    let mut names = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read crds/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("read a CRD");
-        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not a CRD: {e}", file.display()));
-        names.push(crd.metadata.name.clone().unwrap_or_default());
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .unwrap_or_else(|e| panic!("the API server refused {}: {e}", file.display()));
-    }
-    let start = Instant::now();
-    for name in names {
-        loop {
-            let established = crds.get(&name).await.ok().is_some_and(|crd| {
-                crd.status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-            });
-            if established {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "CRD {name} never became Established"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// A world's cluster.

@@ -1,5 +1,5 @@
 //! The reliability suite: the operator under faults, crashes and impossible input, each test in
-//! a world of its own (in-memory API server, AWS emulator behind the fault proxy; see
+//! a world of its own (a real kube-apiserver behind its fault proxy, the AWS emulator behind its own; see
 //! `tests/harness/`).
 //!
 //! - [`chaos`]: 200 random user operations and out-of-band AWS changes while AWS throttles and

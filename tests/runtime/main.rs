@@ -1,4 +1,4 @@
-//! The operator runtime end to end: leader election between replicas on one in-memory API
+//! The operator runtime end to end: leader election between replicas on one real API
 //! server, readiness, the metrics endpoint after real reconciles against the AWS emulator, the
 //! `lmi-operator run` process as the chart configures it, and least privilege (the chart's RBAC
 //! and the IAM policy against what the operator really does).

@@ -1,4 +1,4 @@
-//! SimilarityFunction end to end: the real controllers against the in-memory API server and the
+//! SimilarityFunction end to end: the real controllers against a real kube-apiserver and the
 //! AWS emulator (through the fault proxy).
 
 #[path = "../harness/mod.rs"]

@@ -1,5 +1,5 @@
-//! `lmi-scale`: the scale benchmark. Runs the real `lmi-operator` binary against the in-memory
-//! API server and the AWS emulator (through the counting proxy), applies many
+//! `lmi-scale`: the scale benchmark. Runs the real `lmi-operator` binary against a real
+//! kube-apiserver and the AWS emulator (through the counting proxy), applies many
 //! SimilarityFunctions spread over a few CapacityProviders, and reports the time until all are
 //! Ready, the AWS calls per resource to converge and per steady-state resync, and the
 //! operator's resident memory and CPU at steady state. `scripts/bench-scale` runs it.
@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use lmi_sandbox::{detail, spawn_operator, step, stop};
-use lmi_test_apiserver::TestApiServer;
+use lmi_test_support::kube::{ControlPlane, ControlPlaneOptions};
 use lmi_test_support::{AwsEmulator, FaultProxy, Network};
 use serde_json::{Value, json};
 
@@ -74,12 +74,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let proxy = FaultProxy::start(aws.endpoint())
         .await
         .context("start the proxy")?;
-    let api = TestApiServer::start()
+    let plane = ControlPlane::start(ControlPlaneOptions::default())
         .await
-        .context("start the API server")?;
-    api.load_crds(Path::new("crds")).context("install crds/")?;
+        .context("start the control plane (scripts/fetch-tools finds its binaries)")?;
+    plane
+        .install_crds(Path::new("crds"))
+        .await
+        .context("install crds/")?;
     let kubeconfig = lmi_sandbox::absolute(&args.state.join("kubeconfig"))?;
-    api.write_kubeconfig(&kubeconfig)?;
+    plane.write_kubeconfig(&kubeconfig, plane.admin_token(), None)?;
     let network = Network::good(&aws.ec2())
         .await
         .context("build the network")?;
@@ -101,7 +104,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let pid = operator.id().context("the operator has no pid")?;
 
-    let client = api.client();
+    let client = plane.admin_client().await?;
     let namespaces: Vec<String> = (0..args.namespaces)
         .map(|i| format!("team-{i:02}"))
         .collect();

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -65,6 +66,30 @@ fn free_port() -> Result<u16, SupportError> {
         .map_err(|e| SupportError::ControlPlane(format!("find a free port: {e}")))
 }
 
+/// Prefix of a control plane's directory, followed by the test process id.
+const DIR_PREFIX: &str = "lmi-control-plane-";
+
+/// Removes the directories of control planes whose test process is gone (one killed, or one a
+/// pool had prepared ahead when the process ended: their processes died with it).
+fn remove_stale_directories() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(DIR_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// How to start a control plane.
 #[derive(Clone, Debug, Default)]
 pub struct ControlPlaneOptions {
@@ -91,8 +116,9 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts etcd and kube-apiserver and waits until the API server is ready.
     pub async fn start(options: ControlPlaneOptions) -> Result<ControlPlane, SupportError> {
+        remove_stale_directories();
         let dir = tempfile::Builder::new()
-            .prefix("lmi-control-plane-")
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(|e| SupportError::ControlPlane(format!("make a directory: {e}")))?;
         let path = dir.path().to_owned();
@@ -311,6 +337,51 @@ impl ControlPlane {
             .status
             .and_then(|s| s.token)
             .ok_or_else(|| SupportError::ControlPlane("TokenRequest returned no token".into()))
+    }
+
+    /// Creates every CustomResourceDefinition in the YAML files of `dir` (as they are: the API
+    /// server checks them — structural schemas, CEL rules within the cost budget) and waits
+    /// until it serves them (`Established`).
+    pub async fn install_crds(&self, dir: &Path) -> Result<(), SupportError> {
+        let fail = |what: String| SupportError::ControlPlane(what);
+        let crds: Api<CustomResourceDefinition> = Api::all(self.admin_client().await?);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| fail(format!("read {}: {e}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        let mut names = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| fail(format!("read {}: {e}", file.display())))?;
+            let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
+                .map_err(|e| fail(format!("{} is not a CRD: {e}", file.display())))?;
+            names.push(crd.metadata.name.clone().unwrap_or_default());
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .map_err(|e| fail(format!("the API server refused {}: {e}", file.display())))?;
+        }
+        let start = Instant::now();
+        for name in names {
+            loop {
+                let established = crds.get(&name).await.ok().is_some_and(|crd| {
+                    crd.status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+                if established {
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(30) {
+                    return Err(fail(format!("CRD {name} never became Established")));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
     }
 
     /// Every completed request so far, oldest first.

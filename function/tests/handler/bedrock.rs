@@ -47,6 +47,8 @@ struct State {
     images: HashMap<String, Vec<f32>>,
     failures: VecDeque<Failure>,
     received: Vec<Received>,
+    /// Record requests and never answer them.
+    hang: bool,
 }
 
 /// The stub, listening on 127.0.0.1 until dropped.
@@ -114,6 +116,11 @@ impl BedrockStub {
         lock(&self.state).failures.extend(failures);
     }
 
+    /// From now on, records each request and never answers it (`false`: answers again).
+    pub fn hang(&self, hang: bool) {
+        lock(&self.state).hang = hang;
+    }
+
     /// Every request so far.
     pub fn received(&self) -> Vec<Received> {
         lock(&self.state).received.clone()
@@ -165,6 +172,20 @@ async fn handle(
         .unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
 
+    let hung = {
+        let mut s = lock(&state);
+        if s.hang {
+            s.received.push(Received {
+                model_id: model_id.clone(),
+                body: body.clone(),
+                status: 0,
+            });
+        }
+        s.hang
+    };
+    if hung {
+        return std::future::pending().await;
+    }
     let response = {
         let mut s = lock(&state);
         let outcome = if model_id.is_empty() {

@@ -1,12 +1,13 @@
-//! Bad input gets its error object naming the field; Bedrock failures are mapped and throttling
-//! is retried.
+//! Bad input gets the handler's own function error (`errorType`, an `errorMessage` naming the
+//! problem) under AWS's runtime emulator, and the environment keeps answering; Bedrock failures
+//! are mapped and throttling is retried.
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::bedrock::{BedrockStub, Failure};
+use crate::fixture::Outcome;
 use crate::fixture::{self, DIM, Function, base_env, brute_force, with};
-use lmi_test_support::runtime_api::Outcome;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_bad_input_is_answered_with_its_error() {
@@ -15,6 +16,7 @@ async fn each_bad_input_is_answered_with_its_error() {
     let path = fixture::catalog_file(&products, DIM);
     let f = Function::ready(base_env(&path.to_string_lossy(), &stub.endpoint())).await;
     let id = products[0].id.as_str();
+    // (request, HTTP status an HTTP event gets, errorType, field the message names)
     let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
         (
             json!({"vector": [1.0, 2.0]}),
@@ -108,26 +110,82 @@ async fn each_bad_input_is_answered_with_its_error() {
             "InvalidRequest",
             Some("vector"),
         ),
+        (
+            json!({"productId": id, "topK": -1}),
+            400,
+            "InvalidRequest",
+            Some("topK"),
+        ),
+        (
+            json!({"productId": id, "topK": 1e12}),
+            400,
+            "InvalidRequest",
+            Some("topK"),
+        ),
+        (
+            json!({"productId": id, "topK": "5"}),
+            400,
+            "InvalidRequest",
+            Some("topK"),
+        ),
+        (
+            json!({"vector": vec![json!("0.5"); DIM]}),
+            400,
+            "InvalidRequest",
+            Some("vector[0]"),
+        ),
+        (
+            json!({"productId": id, "minScore": "high"}),
+            400,
+            "InvalidRequest",
+            Some("minScore"),
+        ),
         (json!({}), 400, "MissingQuery", None),
         (json!("just a string"), 400, "InvalidRequest", None),
     ];
-    for (request, status, error_type, field) in cases {
+    for (request, status, error_type, field) in &cases {
         let shown = request.to_string().chars().take(80).collect::<String>();
-        let body = match f.invoke(&request).await {
-            Outcome::Response(v) => v,
-            other => panic!("{shown}: a function error instead of an error object: {other:?}"),
+        let body = match f.invoke(request).await {
+            Outcome::Error { body, .. } => body,
+            other => panic!("{shown}: expected a function error, got {other:?}"),
         };
-        assert_eq!(body["statusCode"], status, "{shown}: {body}");
-        assert_eq!(body["errorType"], error_type, "{shown}: {body}");
-        assert_eq!(body["field"].as_str(), field, "{shown}: {body}");
-        let message = body["message"].as_str().expect("message");
+        assert_eq!(body["errorType"], *error_type, "{shown}: {body}");
+        let message = body["errorMessage"].as_str().expect("errorMessage");
         if let Some(field) = field {
             let name = field.split('[').next().unwrap_or(field);
             assert!(
                 message.contains(name),
-                "{shown}: message '{message}' names no field"
+                "{shown}: errorMessage '{message}' names no field"
             );
         }
+        // The same request over HTTP (a function URL) is answered with its status.
+        let event = json!({"requestContext": {"http": {"method": "POST"}},
+                           "body": request.to_string(), "isBase64Encoded": false});
+        let response = f.invoke(&event).await.response();
+        assert_eq!(response["statusCode"], *status, "{shown}: {response}");
+        let http_body: Value =
+            serde_json::from_str(response["body"].as_str().expect("body")).expect("JSON body");
+        assert_eq!(http_body["errorType"], *error_type, "{shown}: {http_body}");
+        assert_eq!(http_body["field"].as_str(), *field, "{shown}: {http_body}");
+    }
+
+    // Malformed JSON reaches the handler as it came (AWS's runtime passes the body on
+    // untouched) and gets the handler's own error naming where the syntax broke.
+    for raw in [
+        &b"{\"productId\": "[..],
+        b"not json at all",
+        b"",
+        b"\xff\xfe",
+    ] {
+        let invocation = f.environment.invoke(raw).await.expect("invoke");
+        let body = invocation.json();
+        assert_eq!(body["errorType"], "InvalidJson", "{raw:?}: {body}");
+        assert!(
+            body["errorMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("not valid JSON") && m.contains("line 1")),
+            "{raw:?}: {body}"
+        );
     }
     // Nothing reached Bedrock, and the function still answers.
     assert!(stub.received().is_empty());
@@ -224,10 +282,18 @@ async fn bedrock_failures_are_mapped_to_clear_errors() {
 
     // Bedrock refusing the input is the caller's problem, named by field.
     let bmp = base64::engine::general_purpose::STANDARD.encode(b"\xff\xd8\xffnot really a jpeg");
-    let body = f.invoke(&json!({"image": bmp})).await.response();
-    assert_eq!(body["statusCode"], 400, "{body}");
-    assert_eq!(body["errorType"], "EmbeddingInputRejected");
-    assert_eq!(body["field"], "image");
+    match f.invoke(&json!({"image": bmp})).await {
+        Outcome::Error { body, .. } => {
+            assert_eq!(body["errorType"], "EmbeddingInputRejected", "{body}");
+            assert!(
+                body["errorMessage"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("image")),
+                "{body}"
+            );
+        }
+        other => panic!("expected a function error, got {other:?}"),
+    }
 
     // And the function keeps answering.
     let r = f.invoke(&json!({"text": "green bag"})).await.response();
@@ -250,14 +316,12 @@ async fn without_an_embedding_model_text_and_image_are_refused_and_vectors_answe
         ),
     ] {
         let body = match f.invoke(&request).await {
-            Outcome::Response(v) => v,
-            other => panic!("{field}: a function error instead of an error object: {other:?}"),
+            Outcome::Error { body, .. } => body,
+            other => panic!("{field}: expected a function error, got {other:?}"),
         };
-        assert_eq!(body["statusCode"], 400, "{body}");
         assert_eq!(body["errorType"], "EmbeddingNotConfigured", "{body}");
-        assert_eq!(body["field"], field, "{body}");
         assert!(
-            body["message"]
+            body["errorMessage"]
                 .as_str()
                 .is_some_and(|m| m.contains("spec.embedding")),
             "{body}"

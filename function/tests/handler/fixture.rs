@@ -1,20 +1,16 @@
-//! Fixtures: a random catalog written as Parquet, a brute-force reference search, and the real
-//! `bootstrap` binary started against the local Runtime API.
+//! Fixtures: a random catalog written as Parquet, a brute-force reference search, and the
+//! handler package run by AWS's Lambda Runtime Interface Emulator in Managed Instances mode.
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use lmi_test_support::lambda::{Arch, EnvironmentOptions, ExecutionEnvironment};
 use parquet::arrow::ArrowWriter;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-use lmi_test_support::runtime_api::{Outcome, RuntimeApi};
 
 /// The model id the functions are configured with.
 pub const MODEL: &str = "amazon.nova-2-multimodal-embeddings-v1:0";
@@ -100,10 +96,26 @@ pub fn parquet(products: &[Product], dim: usize) -> Vec<u8> {
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);
 
-/// A fresh directory under the target's temporary directory.
+/// A fresh directory the function can read: Lambda runs the runtime as an unprivileged user
+/// (the emulator too, uid 993 here), so test files live under the system's temporary directory,
+/// not under the target directory in root's home. Each test process owns `<pid>-*` entries;
+/// those of processes that are gone are removed on first use.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "handler-{name}-{}-{}",
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        let root = std::env::temp_dir().join("lmi-handler-tests");
+        std::fs::create_dir_all(&root).expect("temp root");
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').next().unwrap_or_default();
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        root
+    });
+    let dir = root.join(format!(
+        "{}-{name}-{}",
         std::process::id(),
         DIRS.fetch_add(1, Ordering::Relaxed)
     ));
@@ -171,15 +183,100 @@ pub fn assert_results(response: &Value, expected: &[(String, f64)]) {
     }
 }
 
-/// The `bootstrap` binary under a local Runtime API.
+/// How an invocation ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The function's answer.
+    Response(Value),
+    /// A function error (or the runtime's): `errorType` and the whole body.
+    Error {
+        /// `errorType`.
+        header: String,
+        /// `{"errorType", "errorMessage", ...}`.
+        body: Value,
+    },
+}
+
+impl Outcome {
+    /// The response body, or a panic naming the error.
+    pub fn response(self) -> Value {
+        match self {
+            Outcome::Response(v) => v,
+            Outcome::Error { body, .. } => panic!("function error: {body}"),
+        }
+    }
+}
+
+/// The handler package that runs: the `bootstrap-x86_64.zip` `scripts/build-handler` made
+/// (`LMI_HANDLER_DIST`, as CI sets it), else this test build's `bootstrap` packaged the same way
+/// (`bootstrap` at the root, mode 755).
+pub fn package() -> PathBuf {
+    static PACKAGE: OnceLock<PathBuf> = OnceLock::new();
+    PACKAGE
+        .get_or_init(|| {
+            if let Some(dist) = std::env::var_os("LMI_HANDLER_DIST") {
+                let zip = PathBuf::from(dist).join("bootstrap-x86_64.zip");
+                assert!(zip.is_file(), "LMI_HANDLER_DIST names no {}", zip.display());
+                return zip;
+            }
+            assert!(
+                std::env::var_os("LMI_REQUIRE_HANDLER_ZIPS").is_none(),
+                "LMI_REQUIRE_HANDLER_ZIPS is set but LMI_HANDLER_DIST is not"
+            );
+            let zip = temp_dir("package").join("bootstrap-x86_64.zip");
+            let binary = std::fs::read(env!("CARGO_BIN_EXE_bootstrap")).expect("read bootstrap");
+            let mut writer = zip::ZipWriter::new(std::fs::File::create(&zip).expect("zip file"));
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .unix_permissions(0o755);
+            writer.start_file("bootstrap", options).expect("zip entry");
+            std::io::Write::write_all(&mut writer, &binary).expect("zip write");
+            writer.finish().expect("zip finish");
+            zip
+        })
+        .clone()
+}
+
+/// The handler package under AWS's Lambda runtime (the Runtime Interface Emulator, Managed
+/// Instances mode).
 pub struct Function {
-    pub api: RuntimeApi,
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    /// The execution environment.
+    pub environment: ExecutionEnvironment,
+}
+
+/// What a failed init left: the handler's `init failed` line, and the whole log.
+#[derive(Debug)]
+pub struct InitFailure {
+    /// `errorType` of the line.
+    pub error_type: String,
+    /// `error`: the cause, in words.
+    pub message: String,
+    /// Everything the emulator and the function printed.
+    pub log: String,
+}
+
+/// How the emulator runs a function with `env`: `AWS_LAMBDA_MAX_CONCURRENCY`,
+/// `AWS_LAMBDA_FUNCTION_TIMEOUT` and `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` from it; an empty value
+/// leaves a variable out.
+pub fn options(env: Vec<(String, String)>) -> EnvironmentOptions {
+    let number = |name: &str, default: u64| {
+        env.iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(default)
+    };
+    EnvironmentOptions {
+        concurrency: number("AWS_LAMBDA_MAX_CONCURRENCY", 8) as u32,
+        timeout: Duration::from_secs(number("AWS_LAMBDA_FUNCTION_TIMEOUT", 30)),
+        memory_mib: number("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 2048) as u32,
+        env: env.into_iter().filter(|(_, v)| !v.is_empty()).collect(),
+        arch: Arch::X86_64,
+    }
 }
 
 /// The environment every test function gets; `extra` adds or overrides (an empty value
-/// removes a variable).
+/// removes a variable). `AWS_LAMBDA_MAX_CONCURRENCY` and `AWS_LAMBDA_FUNCTION_TIMEOUT` set how
+/// the emulator runs the function.
 pub fn base_env(catalog: &str, bedrock: &str) -> Vec<(String, String)> {
     [
         ("AWS_LAMBDA_FUNCTION_NAME", "similar"),
@@ -188,6 +285,7 @@ pub fn base_env(catalog: &str, bedrock: &str) -> Vec<(String, String)> {
         ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/similar"),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "test"),
         ("AWS_LAMBDA_MAX_CONCURRENCY", "8"),
+        ("AWS_LAMBDA_FUNCTION_TIMEOUT", "30"),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -208,73 +306,97 @@ pub fn base_env(catalog: &str, bedrock: &str) -> Vec<(String, String)> {
 }
 
 impl Function {
-    /// Starts `bootstrap` with `env` (and nothing else from this process's environment).
+    /// Starts the package with `env` (and nothing else from this process's environment).
     pub async fn start(env: Vec<(String, String)>) -> Function {
-        let api = RuntimeApi::start()
+        let environment = ExecutionEnvironment::start(&package(), &options(env))
             .await
-            .expect("start the Runtime API emulator");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
-        command
-            .env_clear()
-            .env("AWS_LAMBDA_RUNTIME_API", api.address())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in env {
-            if !v.is_empty() {
-                command.env(k, v);
-            }
-        }
-        let mut child = command.spawn().expect("spawn bootstrap");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let lines = Arc::clone(&lines);
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-                }
-            });
-        }
-        Function { api, child, lines }
+            .expect("start the function under the Lambda runtime emulator");
+        Function { environment }
     }
 
-    /// Starts and waits for init to finish (the first `/next` poll); panics with the output
-    /// when init fails.
+    /// Starts the package expecting its init to fail: waits for the emulator to stop and
+    /// returns the handler's `init failed` line.
+    pub async fn init_failure(env: Vec<(String, String)>) -> InitFailure {
+        let options = options(env);
+        let mut f = Function {
+            environment: ExecutionEnvironment::spawn(&package(), &options)
+                .expect("start the function under the Lambda runtime emulator"),
+        };
+        let status = f.exit(Duration::from_secs(60)).await;
+        let log = f.output().join("\n");
+        assert!(
+            status.is_some(),
+            "the emulator kept running after a failed init:\n{log}"
+        );
+        let line = f
+            .json_lines()
+            .into_iter()
+            .find(|l| l["message"] == "init failed")
+            .unwrap_or_else(|| panic!("no 'init failed' line:\n{log}"));
+        let error_type = line["errorType"].as_str().unwrap_or_default().to_owned();
+        // The emulator took the handler's own type (`Function.<errorType>`) for the failed init.
+        assert!(
+            log.lines()
+                .any(|l| l.contains("INIT failed")
+                    && l.contains(&format!("err=Function.{error_type}"))),
+            "the emulator did not record the failed init as Function.{error_type}:\n{log}"
+        );
+        InitFailure {
+            error_type,
+            message: line["error"].as_str().unwrap_or_default().to_owned(),
+            log,
+        }
+    }
+
+    /// Starts the package, and waits until its init is done (the catalog is loaded); panics
+    /// with the output when init fails.
     pub async fn ready(env: Vec<(String, String)>) -> Function {
         let f = Function::start(env).await;
-        if !f.api.wait_ready(Duration::from_secs(60)).await {
-            panic!("bootstrap did not become ready:\n{}", f.output().join("\n"));
+        let loaded = f
+            .lines_until(Duration::from_secs(60), |line| {
+                line.contains("\"catalog loaded\"") || line.contains("INIT failed")
+            })
+            .await;
+        if !loaded.iter().any(|l| l.contains("\"catalog loaded\"")) {
+            panic!("the function did not become ready:\n{}", loaded.join("\n"));
         }
         f
     }
 
     /// Invokes once.
     pub async fn invoke(&self, payload: &Value) -> Outcome {
-        self.api.invoke(payload).await
+        let invocation = self
+            .environment
+            .invoke_json(payload)
+            .await
+            .expect("invoke the function");
+        let body = invocation.json();
+        match invocation.error_type() {
+            Some(header) => Outcome::Error { header, body },
+            None => Outcome::Response(body),
+        }
     }
 
-    /// Everything printed so far (stdout and stderr lines).
+    /// Everything the emulator and the function printed so far.
     pub fn output(&self) -> Vec<String> {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.environment.log().lines().map(str::to_owned).collect()
     }
 
-    /// The printed JSON lines once one of them satisfies `done` (the process's output is read
-    /// by another task, so a line printed just before a response may not have arrived yet);
-    /// all lines so far after `timeout`.
+    /// The printed lines once one of them satisfies `done`; all lines so far after `timeout`.
+    pub async fn lines_until(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let lines = self.output();
+            if lines.iter().any(|l| done(l)) || tokio::time::Instant::now() >= deadline {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The printed JSON lines once one of them satisfies `done` (the function's output reaches
+    /// the log asynchronously, so a line printed just before a response may not be there yet);
+    /// all JSON lines so far after `timeout`.
     pub async fn json_lines_until(
         &self,
         timeout: Duration,
@@ -299,12 +421,33 @@ impl Function {
             .collect()
     }
 
-    /// Waits up to `wait` for the process to exit.
-    pub async fn exit(&mut self, wait: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(wait, self.child.wait())
-            .await
-            .ok()
-            .and_then(Result::ok)
+    /// The most invocations the emulator had in the function at once, from its `START` and
+    /// `END RequestId` lines.
+    pub fn max_in_flight(&self) -> usize {
+        let (mut now, mut max) = (0usize, 0usize);
+        for line in self.output() {
+            if line.starts_with("START RequestId:") {
+                now += 1;
+                max = max.max(now);
+            } else if line.starts_with("END RequestId:") {
+                now = now.saturating_sub(1);
+            }
+        }
+        max
+    }
+
+    /// Waits up to `wait` for the emulator to stop (it stops when the runtime exits).
+    pub async fn exit(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(status) = self.environment.exited() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

@@ -1,32 +1,13 @@
-//! Init failures are reported to `/init/error` with a specific type, and the process exits.
-
-use std::time::Duration;
+//! Init failures end the execution environment's init under AWS's runtime emulator, and the
+//! log names the cause in one line (`init failed`, with a specific `errorType`).
 
 use crate::fixture::{self, DIM, Function, base_env, with};
-use lmi_test_support::runtime_api::InitError;
-
-async fn init_failure(env: Vec<(String, String)>) -> InitError {
-    let mut f = Function::start(env).await;
-    let error = f
-        .api
-        .init_error(Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|| panic!("no init error reported:\n{}", f.output().join("\n")));
-    let status = f
-        .exit(Duration::from_secs(20))
-        .await
-        .expect("bootstrap exits");
-    assert!(
-        !status.success(),
-        "bootstrap exited with success after an init error"
-    );
-    error
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_catalog_is_an_init_error() {
     let missing = fixture::temp_dir("missing").join("nope.parquet");
-    let e = init_failure(base_env(&missing.to_string_lossy(), "http://127.0.0.1:9")).await;
+    let e =
+        Function::init_failure(base_env(&missing.to_string_lossy(), "http://127.0.0.1:9")).await;
     assert_eq!(e.error_type, "CatalogNotFound");
     assert!(e.message.contains("nope.parquet"), "{e:?}");
 }
@@ -38,7 +19,7 @@ async fn a_catalog_of_another_dimension_is_an_init_error() {
         base_env(&path.to_string_lossy(), "http://127.0.0.1:9"),
         &[("LMI_EMBEDDING_DIMENSIONS", "384")],
     );
-    let e = init_failure(env).await;
+    let e = Function::init_failure(env).await;
     assert_eq!(e.error_type, "CatalogDimensionMismatch");
     assert!(
         e.message.contains("256") && e.message.contains("384"),
@@ -50,7 +31,7 @@ async fn a_catalog_of_another_dimension_is_an_init_error() {
 async fn a_file_that_is_not_a_catalog_is_an_init_error() {
     let path = fixture::temp_dir("garbage").join("catalog.parquet");
     std::fs::write(&path, b"this is not parquet").expect("write");
-    let e = init_failure(base_env(&path.to_string_lossy(), "http://127.0.0.1:9")).await;
+    let e = Function::init_failure(base_env(&path.to_string_lossy(), "http://127.0.0.1:9")).await;
     assert_eq!(e.error_type, "CatalogInvalid");
 }
 
@@ -66,7 +47,7 @@ async fn bad_environment_is_an_init_error_naming_every_variable() {
             ("LMI_EMBEDDING_MODEL_ID", " "),
         ],
     );
-    let e = init_failure(env).await;
+    let e = Function::init_failure(env).await;
     assert_eq!(e.error_type, "InvalidConfiguration");
     for name in [
         "LMI_EMBEDDING_DIMENSIONS",
@@ -76,6 +57,25 @@ async fn bad_environment_is_an_init_error_naming_every_variable() {
     ] {
         assert!(e.message.contains(name), "{name} not named in {e:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_required_variable_is_an_init_error_naming_it() {
+    let path = fixture::catalog_file(&fixture::products(1, 20, DIM), DIM);
+    let env = with(
+        base_env(&path.to_string_lossy(), "http://127.0.0.1:9"),
+        &[("LMI_CATALOG_URI", "")],
+    );
+    let e = Function::init_failure(env).await;
+    assert_eq!(e.error_type, "InvalidConfiguration", "{e:?}");
+    assert!(e.message.contains("LMI_CATALOG_URI"), "{e:?}");
+    // One line says it all: the variable and what to do.
+    let line = e
+        .log
+        .lines()
+        .find(|l| l.contains("\"init failed\""))
+        .expect("init failed line");
+    assert!(line.contains("LMI_CATALOG_URI"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

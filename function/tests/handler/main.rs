@@ -1,10 +1,11 @@
-//! The real `bootstrap` binary under a local Lambda Runtime API: every query kind, concurrent
+//! The handler package under AWS's Lambda Runtime Interface Emulator: every query kind, concurrent
 //! invocations, bad input, init failures, Bedrock (through a stub that checks the documented
 //! Nova request shape) and S3 (moto).
 
 mod bedrock;
 mod errors;
 mod fixture;
+mod hostile;
 mod init;
 mod queries;
 mod s3;

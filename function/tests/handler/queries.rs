@@ -7,6 +7,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::bedrock::BedrockStub;
+use crate::fixture::Outcome;
 use crate::fixture::{
     self, CATEGORIES, DIM, Function, MODEL, Product, Rng, assert_results, base_env, brute_force,
 };
@@ -210,13 +211,13 @@ async fn fifty_concurrent_invocations_are_answered_correctly() {
     }
     // Lambda Managed Instances mode: several invocations were in the function at once.
     assert!(
-        f.api.max_in_flight() > 1,
+        f.max_in_flight() > 1,
         "invocations never overlapped (max in flight {})",
-        f.api.max_in_flight()
+        f.max_in_flight()
     );
     eprintln!(
         "max in flight {}, {batched}/50 queries shared a pass",
-        f.api.max_in_flight()
+        f.max_in_flight()
     );
 }
 
@@ -227,7 +228,11 @@ async fn logs_are_json_with_request_id_and_metrics_are_emf() {
     f.invoke(&json!({"productId": products[0].id}))
         .await
         .response();
-    f.invoke(&json!({"productId": "missing"})).await.response();
+    let refused = f.invoke(&json!({"productId": "missing"})).await;
+    assert!(
+        matches!(&refused, Outcome::Error { header, .. } if header == "UnknownProduct"),
+        "{refused:?}"
+    );
 
     let lines = f
         .json_lines_until(std::time::Duration::from_secs(10), |l| {
@@ -241,7 +246,8 @@ async fn logs_are_json_with_request_id_and_metrics_are_emf() {
     assert!(
         answered["span"]["requestId"]
             .as_str()
-            .is_some_and(|s| s.starts_with("req-"))
+            .is_some_and(|s| s.len() == 36 && s.split('-').count() == 5),
+        "the request id the runtime gave: {answered}"
     );
     assert_eq!(answered["span"]["functionVersion"], "3");
     assert_eq!(answered["level"], "INFO");

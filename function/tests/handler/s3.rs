@@ -1,7 +1,5 @@
 //! The catalog from S3 (moto's S3 through lmi-test-support's emulator).
 
-use std::time::Duration;
-
 use aws_sdk_s3::primitives::ByteStream;
 use lmi_test_support::AwsEmulator;
 use serde_json::json;
@@ -68,16 +66,28 @@ async fn a_catalog_in_s3_is_streamed_in_and_served() {
     );
 
     // A key that is not there is an init error naming the object.
-    let mut missing = Function::start(s3_env(&aws, "s3://catalogs/prod/missing.parquet")).await;
-    let e = missing
-        .api
-        .init_error(Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|| panic!("no init error:\n{}", missing.output().join("\n")));
+    let e = Function::init_failure(s3_env(&aws, "s3://catalogs/prod/missing.parquet")).await;
     assert_eq!(e.error_type, "CatalogNotFound", "{e:?}");
     assert!(
         e.message.contains("s3://catalogs/prod/missing.parquet"),
         "{e:?}"
     );
-    assert!(missing.exit(Duration::from_secs(20)).await.is_some());
+
+    // An object the function cannot read: archived to S3 Glacier and not restored (GetObject
+    // answers InvalidObjectState). The init error names the object and what to do.
+    s3.put_object()
+        .bucket("catalogs")
+        .key("archive/products.parquet")
+        .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
+        .body(ByteStream::from(fixture::parquet(&products, DIM)))
+        .send()
+        .await
+        .expect("put archived catalog");
+    let e = Function::init_failure(s3_env(&aws, "s3://catalogs/archive/products.parquet")).await;
+    assert_eq!(e.error_type, "CatalogArchived", "{e:?}");
+    assert!(
+        e.message.contains("s3://catalogs/archive/products.parquet")
+            && e.message.contains("restore"),
+        "{e:?}"
+    );
 }

@@ -28,6 +28,8 @@ pub enum SupportError {
     FixtureSpec(String),
     #[error("Kubernetes control plane: {0}")]
     ControlPlane(String),
+    #[error("Lambda runtime emulator: {0}")]
+    LambdaRuntime(String),
 }
 
 impl SupportError {

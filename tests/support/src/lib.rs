@@ -12,7 +12,9 @@
 mod emulator;
 mod error;
 pub mod kube;
+pub mod lambda;
 mod network;
+mod process;
 mod proxy;
 pub mod runtime_api;
 mod sdk;

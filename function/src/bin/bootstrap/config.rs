@@ -84,6 +84,11 @@ pub struct BedrockSettings {
     /// Attempts per call, the first included; throttling and 5xx are retried
     /// (`LMI_BEDROCK_MAX_ATTEMPTS`).
     pub max_attempts: u32,
+    /// Embedding calls that may wait on Bedrock at once in this execution environment
+    /// (`LMI_EMBEDDING_CONCURRENCY`). By default a quarter of the invocation slots
+    /// (`AWS_LAMBDA_MAX_CONCURRENCY`, at least one) is kept from Bedrock, so a Bedrock that
+    /// stops answering can never hold every slot: vector and productId queries keep being served.
+    pub concurrency: usize,
 }
 
 /// The whole configuration.
@@ -201,6 +206,18 @@ impl Config {
             1,
             10,
         );
+        let slots = get("AWS_LAMBDA_MAX_CONCURRENCY")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        let embedding_concurrency = optional_number(
+            &get,
+            &mut problems,
+            "LMI_EMBEDDING_CONCURRENCY",
+            default_embedding_concurrency(slots),
+            1,
+            10_000,
+        );
         let int8 = match get("LMI_INT8").map(|v| v.trim().to_ascii_lowercase()) {
             None => false,
             Some(v) => match v.as_str() {
@@ -238,6 +255,7 @@ impl Config {
                     bedrock: BedrockSettings {
                         attempt_timeout: Duration::from_millis(timeout_ms as u64),
                         max_attempts: u32::try_from(max_attempts).unwrap_or(1),
+                        concurrency: embedding_concurrency,
                     },
                     function: FunctionInfo { name, version },
                 })
@@ -245,6 +263,12 @@ impl Config {
             _ => Err(ConfigError { problems }),
         }
     }
+}
+
+/// Embedding calls allowed at once for `slots` invocation slots: all but a quarter of them
+/// (at least one kept free), and at least one.
+pub fn default_embedding_concurrency(slots: usize) -> usize {
+    slots.saturating_sub((slots / 4).max(1)).max(1)
 }
 
 fn optional_number(
@@ -319,6 +343,28 @@ mod tests {
         assert_eq!(c.bedrock.attempt_timeout, Duration::from_secs(10));
         assert_eq!(c.function.version, "7");
         assert_eq!(c.metrics_namespace, "LmiSimilarity");
+        // No AWS_LAMBDA_MAX_CONCURRENCY: one slot, and it may embed.
+        assert_eq!(c.bedrock.concurrency, 1);
+    }
+
+    #[test]
+    fn a_quarter_of_the_invocation_slots_is_kept_from_bedrock() {
+        let by_slots: Vec<usize> = [1, 2, 3, 4, 8, 16, 64]
+            .into_iter()
+            .map(default_embedding_concurrency)
+            .collect();
+        assert_eq!(by_slots, vec![1, 1, 2, 3, 6, 12, 48]);
+        let c = Config::from_lookup(env(&[("AWS_LAMBDA_MAX_CONCURRENCY", "8")])).expect("valid");
+        assert_eq!(c.bedrock.concurrency, 6);
+        let c = Config::from_lookup(env(&[
+            ("AWS_LAMBDA_MAX_CONCURRENCY", "8"),
+            ("LMI_EMBEDDING_CONCURRENCY", "8"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.bedrock.concurrency, 8);
+        let e = Config::from_lookup(env(&[("LMI_EMBEDDING_CONCURRENCY", "0")]))
+            .expect_err("zero embedding slots");
+        assert!(e.to_string().contains("LMI_EMBEDDING_CONCURRENCY"), "{e}");
     }
 
     #[test]

@@ -1,18 +1,24 @@
 //! One invocation: read the event (direct JSON or an HTTP event), check the request, embed it
 //! if it is text or an image, search, and answer with ranked hits, the model and timings.
 //!
-//! Errors: the caller's mistakes (4xx) are answered as an error object — in the HTTP response
-//! with its status for HTTP events, as the invocation's result for direct invocations (so they
-//! are not function errors: nothing retries them and they don't count as function failures).
-//! Our own or Bedrock's failures (5xx) become function errors for direct invocations (Lambda
-//! reports them, async invocations retry) and 5xx responses for HTTP events.
-
+//! Errors: a direct invocation's every failure, the caller's mistakes included, is a function
+//! error with its own `errorType` and an `errorMessage` naming the problem (what Lambda, the
+//! SDKs and AWS's runtime emulator show a caller). HTTP events (function URLs, API Gateway) get
+//! an HTTP response with the status that fits instead: 4xx for the caller's mistakes, 5xx for
+//! ours or a dependency's.
+//!
+//! Time: an invocation never outlives its deadline. Embedding calls get the time left before
+//! it, less a margin for the search ([`DEADLINE_MARGIN`]), and at most
+//! `LMI_EMBEDDING_CONCURRENCY` of them wait on Bedrock at once, so a Bedrock that stops
+//! answering cannot hold every invocation slot: vector and productId queries are still served.
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use bytes::Bytes;
+use lambda_runtime::{Context, Diagnostic};
 use lmi_similarity::{Engine, Hit, Query, QueryError};
 use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::Config;
@@ -21,16 +27,37 @@ use crate::http;
 use crate::metrics::{Emf, QueryMetrics};
 use crate::request::{self, ApiError, Prepared, Subject};
 
-/// A function error: a 5xx-class failure of a direct invocation, reported to Lambda with its
-/// `errorType`.
+/// Lambda's limit on a synchronous invocation's response: 6 MB (Lambda quotas, "Invocation
+/// payload (request and response)"); AWS's runtime emulator refuses larger answers with
+/// `Function.ResponseSizeTooLarge`.
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
+/// Time kept back from an embedding call for the search and the answer: the call gets the time
+/// left before the invocation's deadline less this.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+
+/// A function error: how a direct invocation fails, reported to Lambda with its `errorType`.
 #[derive(Debug)]
 pub struct FunctionError(pub ApiError);
 
 impl From<FunctionError> for Diagnostic {
     fn from(e: FunctionError) -> Self {
+        let ApiError {
+            error_type,
+            message,
+            field,
+            ..
+        } = e.0;
+        // The message names the field; say it when the wording does not.
+        let error_message = match field {
+            Some(field) if !message.contains(field.split('[').next().unwrap_or(&field)) => {
+                format!("{field}: {message}")
+            }
+            _ => message,
+        };
         Diagnostic {
-            error_type: e.0.error_type.to_owned(),
-            error_message: e.0.message,
+            error_type: error_type.to_owned(),
+            error_message,
         }
     }
 }
@@ -44,6 +71,8 @@ pub struct App {
 struct Inner {
     engine: Engine,
     bedrock: aws_sdk_bedrockruntime::Client,
+    /// Slots for embedding calls waiting on Bedrock (`LMI_EMBEDDING_CONCURRENCY`).
+    embedding_slots: Semaphore,
     config: Config,
     emf: Emf,
 }
@@ -60,32 +89,63 @@ impl App {
             inner: Arc::new(Inner {
                 engine,
                 bedrock,
+                embedding_slots: Semaphore::new(config.bedrock.concurrency),
                 config,
                 emf,
             }),
         }
     }
 
-    /// Answers one invocation.
-    pub async fn invoke(&self, event: LambdaEvent<Value>) -> Result<Value, FunctionError> {
-        let (payload, context) = event.into_parts();
+    /// Answers one invocation whose body is `body`.
+    pub async fn invoke(&self, body: Bytes, context: Context) -> Result<Value, FunctionError> {
         let span = tracing::info_span!(
             "invocation",
             requestId = %context.request_id,
             functionVersion = %self.inner.config.function.version,
         );
+        let deadline = deadline(&context);
         self.inner
-            .handle(payload, &context.request_id)
+            .handle(&body, &context.request_id, deadline)
             .instrument(span)
             .await
     }
 }
 
+/// The invocation's deadline as an instant (none when the runtime gave none).
+fn deadline(context: &Context) -> Option<Instant> {
+    if context.deadline == 0 {
+        return None;
+    }
+    let left = context
+        .deadline()
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Some(Instant::now() + left)
+}
+
 impl Inner {
-    async fn handle(&self, payload: Value, request_id: &str) -> Result<Value, FunctionError> {
+    async fn handle(
+        &self,
+        body: &[u8],
+        request_id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Value, FunctionError> {
         let started = Instant::now();
         let catalog = self.engine.catalog();
         let max_top_k = self.config.max_top_k;
+        let payload: Value = match serde_json::from_slice(body) {
+            Ok(payload) => payload,
+            Err(e) => {
+                let e = ApiError::client(
+                    400,
+                    "InvalidJson",
+                    None,
+                    format!("the event is not valid JSON: {e}; send the query as a JSON object"),
+                );
+                self.record_error(&e, request_id);
+                return Err(FunctionError(e));
+            }
+        };
         if let Some(req) = http::detect(&payload) {
             let result = if req.method != "POST" {
                 Err(ApiError::client(
@@ -110,11 +170,12 @@ impl Inner {
                 }
             };
             let answer = match result {
-                Ok(prepared) => self.answer(prepared, started, request_id).await,
+                Ok(prepared) => self.answer(prepared, started, request_id, deadline).await,
                 Err(e) => Err(e),
             };
-            return Ok(match answer {
-                Ok(body) => http::response(200, &body),
+            let response = answer.map(|body| http::response(200, &body)).and_then(fits);
+            return Ok(match response {
+                Ok(response) => response,
                 Err(e) => {
                     self.record_error(&e, request_id);
                     http::response(e.status, &e.body())
@@ -123,20 +184,13 @@ impl Inner {
         }
 
         let answer = match request::parse_value(&payload, catalog, max_top_k) {
-            Ok(prepared) => self.answer(prepared, started, request_id).await,
+            Ok(prepared) => self.answer(prepared, started, request_id, deadline).await,
             Err(e) => Err(e),
         };
-        match answer {
-            Ok(body) => Ok(body),
-            Err(e) => {
-                self.record_error(&e, request_id);
-                if e.is_client_error() {
-                    Ok(e.body())
-                } else {
-                    Err(FunctionError(e))
-                }
-            }
-        }
+        answer.map_err(|e| {
+            self.record_error(&e, request_id);
+            FunctionError(e)
+        })
     }
 
     async fn answer(
@@ -144,6 +198,7 @@ impl Inner {
         prepared: Prepared,
         started: Instant,
         request_id: &str,
+        deadline: Option<Instant>,
     ) -> Result<Value, ApiError> {
         let kind = prepared.subject.kind();
         let dims = self.config.dimensions;
@@ -151,7 +206,7 @@ impl Inner {
             Subject::Text(text) => {
                 let t = Instant::now();
                 let model = self.model("text")?;
-                let v = self.embed(model, Input::Text(text), dims).await?;
+                let v = self.embed(model, Input::Text(text), dims, deadline).await?;
                 (Query::by_vector(v), Some(model), Some(ms(t)))
             }
             Subject::Image { base64, format } => {
@@ -161,7 +216,7 @@ impl Inner {
                     format: *format,
                 };
                 let model = self.model("image")?;
-                let v = self.embed(model, input, dims).await?;
+                let v = self.embed(model, input, dims, deadline).await?;
                 (Query::by_vector(v), Some(model), Some(ms(t)))
             }
             Subject::Vector(v) => (Query::by_vector(v.clone()), None, None),
@@ -178,7 +233,7 @@ impl Inner {
         let total_ms = ms(started);
 
         let results: Vec<Value> = hits.iter().map(|h| self.hit(h)).collect();
-        let response = json!({
+        let response = fits(json!({
             "results": results,
             "model": model,
             "queryKind": kind,
@@ -190,7 +245,7 @@ impl Inner {
             },
             "batchSize": pass.batch_size,
             "scannedRows": scan_rows,
-        });
+        }))?;
         let emf = &self.emf;
         emf.emit(&emf.query_line(
             request_id,
@@ -231,13 +286,57 @@ impl Inner {
         })
     }
 
+    /// Embeds `input` in one of the embedding slots, within the time left before `deadline`
+    /// less [`DEADLINE_MARGIN`]; busy slots or no time left fail at once.
     async fn embed(
         &self,
         model: &str,
         input: Input<'_>,
         dims: usize,
+        deadline: Option<Instant>,
     ) -> Result<Vec<f32>, ApiError> {
-        embed::embed(&self.bedrock, model, dims, input).await
+        let Ok(_slot) = self.embedding_slots.try_acquire() else {
+            let slots = self.config.bedrock.concurrency;
+            return Err(ApiError::server(
+                503,
+                "EmbeddingBusy",
+                format!(
+                    "all {slots} embedding slots of this execution environment are waiting on \
+                     Bedrock (LMI_EMBEDDING_CONCURRENCY); retry with backoff — vector and \
+                     productId queries are still answered"
+                ),
+            ));
+        };
+        let call = embed::embed(&self.bedrock, model, dims, input);
+        let Some(deadline) = deadline else {
+            return call.await;
+        };
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(DEADLINE_MARGIN);
+        if budget.is_zero() {
+            return Err(ApiError::server(
+                504,
+                "DeadlineExceeded",
+                "the invocation reached its deadline before the embedding call could start: \
+                 raise the function's timeout",
+            ));
+        }
+        tokio::time::timeout(budget, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::server(
+                    504,
+                    "EmbeddingTimeout",
+                    format!(
+                        "Bedrock did not answer the embedding request within {} ms, the time this \
+                     invocation had left before its deadline less {} ms for the search; the \
+                     call was abandoned (vector and productId queries are unaffected)",
+                        budget.as_millis(),
+                        DEADLINE_MARGIN.as_millis()
+                    ),
+                ))
+            })
     }
 
     fn hit(&self, h: &Hit) -> Value {
@@ -303,6 +402,43 @@ fn query_error(e: QueryError) -> ApiError {
         QueryError::EngineStopped => ApiError::server(503, "EngineStopped", e.to_string()),
         other => ApiError::server(500, "Internal", other.to_string()),
     }
+}
+
+/// `value` when its JSON fits in a Lambda response, else the error that says how to ask for
+/// less.
+fn fits(value: Value) -> Result<Value, ApiError> {
+    let size = encoded_len(&value);
+    if size <= MAX_RESPONSE_BYTES {
+        return Ok(value);
+    }
+    Err(ApiError::client(
+        413,
+        "ResponseTooLarge",
+        Some("topK".into()),
+        format!(
+            "the answer would be {size} bytes, over Lambda's {MAX_RESPONSE_BYTES}-byte (6 MB) \
+             response limit: ask for fewer results (a smaller topK) or keep large payload \
+             columns out of the catalog"
+        ),
+    ))
+}
+
+/// The length of `value`'s JSON, without building it.
+fn encoded_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a Value to a writer that cannot fail does not fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 fn ms(since: Instant) -> f64 {

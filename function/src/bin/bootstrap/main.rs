@@ -15,6 +15,7 @@ mod config;
 mod embed;
 mod handler;
 mod http;
+mod invocation;
 mod metrics;
 mod request;
 mod source;
@@ -23,13 +24,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use aws_config::BehaviorVersion;
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, LambdaEvent, Runtime, service_fn};
 use lmi_similarity::{Engine, EngineOptions};
-use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{CatalogUri, Config, ConfigError};
 use crate::handler::App;
+use crate::invocation::Bodies;
 use crate::source::CatalogError;
 
 /// Why init failed; the variant decides the `errorType` Lambda records.
@@ -71,11 +72,18 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let service = service_fn(move |event: LambdaEvent<Value>| {
+    // The handler reads each body itself (see `invocation`): lambda_runtime hands it `()`.
+    let bodies = Bodies::default();
+    let taken = bodies.clone();
+    let service = service_fn(move |event: LambdaEvent<()>| {
         let app = app.clone();
-        async move { app.invoke(event).await }
+        let body = taken.take(&event.context.request_id);
+        async move { app.invoke(body, event.context).await }
     });
-    match lambda_runtime::run_concurrent(service).await {
+    let runtime = Runtime::new(service)
+        .layer(bodies.layer())
+        .layer(lambda_runtime::layers::TracingLayer::new());
+    match runtime.run_concurrent().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "runtime stopped");
@@ -196,7 +204,12 @@ async fn report_init_error(error_type: &str, message: &str) {
             lambda_runtime_api_client::build_request()
                 .method("POST")
                 .uri("/2018-06-01/runtime/init/error")
-                .header("lambda-runtime-function-error-type", error_type)
+                // Lambda reads this header as `Category.Reason`; AWS's runtime emulator records
+                // anything else as `Runtime.Unknown`.
+                .header(
+                    "lambda-runtime-function-error-type",
+                    format!("Function.{error_type}"),
+                )
                 .header("content-type", "application/json")
                 .body(lambda_runtime_api_client::body::Body::from(body))
                 .map_err(|e| e.to_string())

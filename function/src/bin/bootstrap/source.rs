@@ -34,6 +34,17 @@ pub enum CatalogError {
         /// What the store said.
         detail: String,
     },
+    /// The object is archived (S3 Glacier Flexible Retrieval or Deep Archive) and not restored.
+    #[error(
+        "catalog {uri} is archived and cannot be read until it is restored: copy it to the \
+         STANDARD storage class or restore it (s3:RestoreObject): {detail}"
+    )]
+    Archived {
+        /// The catalog URI.
+        uri: String,
+        /// What the store said.
+        detail: String,
+    },
     /// The download failed.
     #[error("download catalog {uri}: {detail}")]
     Download {
@@ -81,6 +92,7 @@ impl CatalogError {
         match self {
             Self::NotFound { .. } => "CatalogNotFound",
             Self::AccessDenied { .. } => "CatalogAccessDenied",
+            Self::Archived { .. } => "CatalogArchived",
             Self::Download { .. } => "CatalogDownloadFailed",
             Self::Dimension { .. } => "CatalogDimensionMismatch",
             Self::Invalid { .. } => "CatalogInvalid",
@@ -244,6 +256,9 @@ fn get_error<R: std::fmt::Debug>(e: SdkError<GetObjectError, R>, uri: &str) -> C
                 }
                 (_, Some("AccessDenied" | "Forbidden")) => {
                     CatalogError::AccessDenied { uri, detail }
+                }
+                (GetObjectError::InvalidObjectState(_), _) => {
+                    CatalogError::Archived { uri, detail }
                 }
                 _ => CatalogError::Download { uri, detail },
             }

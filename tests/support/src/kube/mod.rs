@@ -9,7 +9,6 @@
 
 mod audit;
 mod certs;
-mod process;
 pub mod proxy;
 
 use std::net::TcpListener;
@@ -22,9 +21,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+pub use crate::process::Supervised;
 pub use audit::AuditEvent;
 pub use http::Method;
-pub use process::Supervised;
 pub use proxy::{ApiFault, KubeProxy};
 
 use crate::error::SupportError;

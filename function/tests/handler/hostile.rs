@@ -1,0 +1,149 @@
+//! What must not take an execution environment down: a Bedrock that never answers, and an
+//! answer larger than Lambda can return.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::bedrock::BedrockStub;
+use crate::fixture::{self, DIM, Function, Outcome, base_env, brute_force, with};
+
+/// Text queries end before the function's timeout with the handler's own error when Bedrock
+/// stops answering, and a worker is always left for vector queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bedrock_that_never_answers_holds_no_worker() {
+    const WORKERS: usize = 4;
+    let timeout = Duration::from_secs(3);
+    let products = fixture::products(31, 300, DIM);
+    let stub = BedrockStub::start(DIM).await;
+    let path = fixture::catalog_file(&products, DIM);
+    let env = with(
+        base_env(&path.to_string_lossy(), &stub.endpoint()),
+        &[
+            ("AWS_LAMBDA_MAX_CONCURRENCY", &WORKERS.to_string()),
+            (
+                "AWS_LAMBDA_FUNCTION_TIMEOUT",
+                &timeout.as_secs().to_string(),
+            ),
+            // The SDK's own per-attempt timeout is far away: the invocation's deadline is what
+            // must end the call.
+            ("LMI_BEDROCK_TIMEOUT_MS", "120000"),
+            ("LMI_BEDROCK_MAX_ATTEMPTS", "1"),
+        ],
+    );
+    let f = std::sync::Arc::new(Function::ready(env).await);
+    stub.text("lost in transit", fixture::Rng::new(5).vector(DIM));
+    stub.hang(true);
+
+    // As many text queries as there are workers.
+    let texts: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let f = std::sync::Arc::clone(&f);
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let outcome = f.invoke(&json!({"text": "lost in transit"})).await;
+                (outcome, started.elapsed())
+            })
+        })
+        .collect();
+    // Wait until Bedrock holds what it will hold.
+    let waiting = Instant::now();
+    while stub.received().len() < WORKERS - 1 && waiting.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Vector queries sent right after are answered at once, and exactly.
+    for (i, p) in products.iter().take(5).enumerate() {
+        let started = Instant::now();
+        let r = f
+            .invoke(&json!({"vector": p.vector, "topK": 3}))
+            .await
+            .response();
+        let took = started.elapsed();
+        fixture::assert_results(&r, &brute_force(&products, &p.vector, 3, &[], None, &[]));
+        assert!(
+            took < Duration::from_secs(1),
+            "vector query {i} waited {took:?} behind Bedrock"
+        );
+    }
+
+    let mut timed_out = 0;
+    for text in texts {
+        let (outcome, took) = text.await.expect("text query task");
+        let Outcome::Error { header, body } = outcome else {
+            panic!("a text query was answered by a Bedrock that never answers: {outcome:?}");
+        };
+        assert!(
+            took < timeout,
+            "{header} came after the function's timeout ({took:?})"
+        );
+        match header.as_str() {
+            "EmbeddingTimeout" => {
+                timed_out += 1;
+                assert!(
+                    body["errorMessage"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("Bedrock did not answer")),
+                    "{body}"
+                );
+            }
+            // The slot kept from Bedrock: refused at once.
+            "EmbeddingBusy" => assert!(took < Duration::from_secs(1), "{took:?}"),
+            other => {
+                panic!("unexpected error {other}: {body} (not the emulator's Sandbox.Timedout)")
+            }
+        }
+    }
+    assert_eq!(
+        timed_out,
+        WORKERS - 1,
+        "one slot of {WORKERS} is kept from Bedrock"
+    );
+    assert!(
+        !f.output().iter().any(|l| l.contains("Sandbox.Timedout")),
+        "an invocation ran into the emulator's timeout"
+    );
+
+    // Every slot came back: with Bedrock answering again, text queries are answered.
+    stub.hang(false);
+    let v = fixture::Rng::new(5).vector(DIM);
+    let r = f
+        .invoke(&json!({"text": "lost in transit", "topK": 4}))
+        .await
+        .response();
+    fixture::assert_results(&r, &brute_force(&products, &v, 4, &[], None, &[]));
+}
+
+/// An answer over Lambda's 6 MB response limit is the handler's own error saying what to ask
+/// for instead, not the runtime's `Function.ResponseSizeTooLarge`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_over_six_megabytes_is_refused_with_a_way_out() {
+    let mut products = fixture::products(32, 60, DIM);
+    for (i, p) in products.iter_mut().enumerate() {
+        p.name = format!("{i:03} {}", "a very long description ".repeat(9_000));
+    }
+    let path = fixture::catalog_file(&products, DIM);
+    let f = Function::ready(base_env(&path.to_string_lossy(), "http://127.0.0.1:9")).await;
+    let id = products[0].id.as_str();
+
+    match f.invoke(&json!({"productId": id, "topK": 40})).await {
+        Outcome::Error { header, body } => {
+            assert_eq!(header, "ResponseTooLarge", "{body}");
+            let message = body["errorMessage"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("topK") && message.contains("6 MB"),
+                "{message}"
+            );
+        }
+        other => panic!("an answer of about 8 MB was sent: {other:?}"),
+    }
+    // A smaller page of the same query is answered, and exactly.
+    let r = f
+        .invoke(&json!({"productId": id, "topK": 5}))
+        .await
+        .response();
+    fixture::assert_results(
+        &r,
+        &brute_force(&products, &products[0].vector, 5, &[], None, &[id]),
+    );
+}

@@ -8,6 +8,11 @@
 //!   latency, batches of 32, and 32 concurrent clients through the coalescing front; prints the
 //!   figures and the top-10 rows of the first queries for the exactness and recall checks.
 //! - `membw --threads T`: memory read bandwidth (the ceiling for a single-query scan).
+//! - `handler --dir D --zip Z --threads T [--clients "1 8"] [--per-client Q]`: the cost of the
+//!   runtime path — the handler package under AWS's Lambda Runtime Interface Emulator (Managed
+//!   Instances mode, 8 slots) answering vector queries, client-observed p50/p99 at each client
+//!   count, next to the handler's own search time and the in-process engine's time for the same
+//!   queries.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -38,7 +43,8 @@ fn main() -> Res<()> {
         Some("gen") => gen_data(&flags)?,
         Some("run") => run(&flags)?,
         Some("membw") => membw(flags.usize("threads", 1))?,
-        _ => return Err("usage: bench gen|run|membw [--flag value]...".into()),
+        Some("handler") => handler(&flags)?,
+        _ => return Err("usage: bench gen|run|membw|handler [--flag value]...".into()),
     };
     println!("{}", serde_json::to_string(&out)?);
     Ok(())
@@ -485,4 +491,163 @@ fn membw(threads: usize) -> Res<Value> {
     Ok(
         json!({"threads": threads, "gbps": (words * 8) as f64 / best.as_secs_f64() / 1e9, "sink": sink}),
     )
+}
+
+// ---- the handler under AWS's runtime emulator ------------------------------------------------
+
+fn handler(f: &Flags) -> Res<Value> {
+    use lmi_test_support::lambda::{EnvironmentOptions, ExecutionEnvironment};
+
+    let dir = std::fs::canonicalize(f.str("dir", "target/bench-data"))?;
+    let zip = PathBuf::from(f.str("zip", "dist/handler/bootstrap-x86_64.zip"));
+    let threads = f.usize("threads", 2);
+    let per_client = f.usize("per-client", 100);
+    let clients: Vec<usize> = f
+        .str("clients", "1 8")
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    let catalog_path = dir.join("catalog.parquet");
+    let (_, dim, qdata) = read_npy(&dir.join("queries.npy"))?;
+    let queries: Vec<Vec<f32>> = qdata.chunks_exact(dim).map(<[f32]>::to_vec).collect();
+    let query = |i: usize| queries[i % queries.len()].clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+
+    // The engine in this process: the same catalog, threads and queries.
+    let engine = Engine::new(
+        Catalog::from_parquet_path(&catalog_path, &LoadOptions::default())?,
+        EngineOptions {
+            threads,
+            ..Default::default()
+        },
+    )?;
+    let rows = engine.catalog().len();
+    let mut in_process = serde_json::Map::new();
+    for &c in &clients {
+        let lat = rt.block_on(async {
+            let tasks: Vec<_> = (0..c)
+                .map(|client| {
+                    let e = engine.clone();
+                    let qs: Vec<Query> = (0..per_client)
+                        .map(|j| Query::by_vector(query(client * per_client + j)).with_top_k(K))
+                        .collect();
+                    tokio::spawn(async move {
+                        let mut lat = Vec::new();
+                        for q in qs {
+                            let t = Instant::now();
+                            let _ = e.search(q).await;
+                            lat.push(t.elapsed().as_secs_f64());
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for task in tasks {
+                all.extend(task.await.unwrap_or_default());
+            }
+            all
+        });
+        in_process.insert(format!("clients_{c}"), stats(lat));
+    }
+    drop(engine);
+
+    // The package under the emulator.
+    let options = EnvironmentOptions {
+        env: [
+            ("AWS_LAMBDA_FUNCTION_NAME", "bench"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "bench"),
+            ("AWS_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("LMI_CATALOG_URI", &catalog_path.to_string_lossy()),
+            ("LMI_EMBEDDING_DIMENSIONS", &dim.to_string()),
+            ("LMI_SCAN_THREADS", &threads.to_string()),
+            ("AWS_LAMBDA_LOG_LEVEL", "warn"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        concurrency: 8,
+        timeout: Duration::from_secs(60),
+        memory_mib: 4096,
+        ..Default::default()
+    };
+    let handler = rt.block_on(async {
+        let started = Instant::now();
+        let environment = ExecutionEnvironment::start(&zip, &options).await?;
+        // Ready once a query is answered (init loads the catalog before the first /next).
+        let probe = json!({"vector": query(0), "topK": K}).to_string();
+        loop {
+            let answer = environment.invoke(probe.as_bytes()).await?;
+            if answer.json().get("results").is_some() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(300) {
+                return Err(format!("the handler never answered: {}", environment.log()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let environment = Arc::new(environment);
+        let mut out = serde_json::Map::new();
+        for &c in &clients {
+            let tasks: Vec<_> = (0..c)
+                .map(|client| {
+                    let env = Arc::clone(&environment);
+                    let bodies: Vec<String> = (0..per_client)
+                        .map(|j| {
+                            json!({"vector": query(client * per_client + j), "topK": K}).to_string()
+                        })
+                        .collect();
+                    tokio::spawn(async move {
+                        let mut rows = Vec::new();
+                        for body in bodies {
+                            let answer = env
+                                .invoke(body.as_bytes())
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            let json = answer.json();
+                            let timing = |name: &str| {
+                                json["timings"][name].as_f64().unwrap_or(f64::NAN) / 1e3
+                            };
+                            if json.get("results").is_none() {
+                                return Err(format!("not answered: {json}"));
+                            }
+                            rows.push((
+                                answer.elapsed.as_secs_f64(),
+                                timing("totalMs"),
+                                timing("searchMs"),
+                            ));
+                        }
+                        Ok::<_, String>(rows)
+                    })
+                })
+                .collect();
+            let mut rows = Vec::new();
+            for task in tasks {
+                rows.extend(task.await.map_err(|e| e.to_string())??);
+            }
+            out.insert(
+                format!("clients_{c}"),
+                json!({
+                    "client": stats(rows.iter().map(|r| r.0).collect()),
+                    "handler_total": stats(rows.iter().map(|r| r.1).collect()),
+                    "handler_search": stats(rows.iter().map(|r| r.2).collect()),
+                }),
+            );
+        }
+        Ok::<_, Box<dyn std::error::Error>>(Value::Object(out))
+    })?;
+    Ok(json!({
+        "rows": rows,
+        "dim": dim,
+        "threads": threads,
+        "per_client": per_client,
+        "engine_in_process": Value::Object(in_process),
+        "handler_under_rie": handler,
+    }))
 }

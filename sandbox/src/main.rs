@@ -40,9 +40,6 @@ struct Args {
     /// Directory with `bootstrap-x86_64.zip` and `bootstrap-arm64.zip` for the operator.
     #[arg(long)]
     handler_dir: PathBuf,
-    /// A `bootstrap` binary for this machine, to run a sample query through the handler.
-    #[arg(long)]
-    handler: Option<PathBuf>,
     /// Directory of manifests to apply.
     #[arg(long, default_value = "examples")]
     examples: PathBuf,
@@ -197,11 +194,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     step("what the operator created in AWS");
     report::aws_side(&aws).await?;
 
-    if let (Some(handler), Some((namespace, name))) = (&args.handler, examples.functions.first()) {
+    if let Some((namespace, name)) = examples.functions.first() {
         step(&format!(
-            "a sample similarity query through the handler ({namespace}/{name})"
+            "a sample similarity query: Invoke on the published version ({namespace}/{name})"
         ));
-        match query::sample(&client, &aws, handler, namespace, name).await {
+        match query::sample(&client, &aws, namespace, name).await {
             Ok(answer) => query::print(&answer),
             Err(error) => {
                 stop(&mut operator).await;

@@ -1,46 +1,43 @@
-//! The sandbox's sample query: the handler binary for this machine, run as the deployed
-//! version would run it (the version's environment from the emulator, its catalog from the
-//! emulator's S3), under a local Lambda Runtime API, asked "what is most like this product".
+//! The sandbox's sample query, the way a user asks it: Lambda's `Invoke` on the published
+//! version of the SimilarityFunction. The AWS emulator runs that version's code — the zip the
+//! operator published — under AWS's Lambda Runtime Interface Emulator, with the version's
+//! environment and its catalog from the emulator's S3; so the path is operator → published
+//! version → AWS's runtime → our handler.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use aws_sdk_lambda::primitives::Blob;
 use kube::Client;
 use kube::api::{Api, DynamicObject};
 use lmi_test_support::AwsEmulator;
-use lmi_test_support::runtime_api::{Outcome, RuntimeApi};
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 use crate::report::resource;
 use crate::{catalog, detail};
 
-/// How long the handler may take to load its catalog.
-const INIT_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// What the sample query found.
 #[derive(Debug)]
 pub struct Answer {
-    /// The function version that was run (`name:version`).
+    /// The function version that answered (`name:version`).
     pub function: String,
     /// The product asked about.
     pub product: String,
     /// The ranked results (`id`, `category`, `score`).
     pub results: Vec<(String, String, f64)>,
-    /// Time from start to the handler asking for its first invocation.
-    pub init: Duration,
-    /// The handler's own timings object.
+    /// The first invoke: the execution environment started and the catalog loaded.
+    pub cold: Duration,
+    /// The second invoke of the same query, on the warm environment.
+    pub warm: Duration,
+    /// The handler's own timings object (warm).
     pub timings: Value,
 }
 
-/// Runs `handler` as the published version of the SimilarityFunction `namespace/name` and asks
-/// it for the products most similar to the catalog's first one.
+/// Asks the published version of the SimilarityFunction `namespace/name`, through `Invoke`, for
+/// the products most similar to the catalog's first one: once cold, once warm.
 pub async fn sample(
     client: &Client,
     aws: &AwsEmulator,
-    handler: &Path,
     namespace: &str,
     name: &str,
 ) -> anyhow::Result<Answer> {
@@ -55,81 +52,14 @@ pub async fn sample(
     else {
         bail!("similarityfunction {namespace}/{name} has no published version in its status");
     };
-    let config = aws
-        .lambda()
-        .get_function_configuration()
-        .function_name(arn)
-        .qualifier(version)
-        .send()
-        .await
-        .with_context(|| format!("read {arn}:{version} from the emulator"))?;
-    let function_name = config.function_name().unwrap_or(name).to_owned();
-    let variables = config
-        .environment()
-        .and_then(|e| e.variables())
-        .cloned()
-        .unwrap_or_default();
-    let memory = config.memory_size().unwrap_or(2048);
-
-    let runtime = RuntimeApi::start()
-        .await
-        .context("start a local Lambda Runtime API")?;
-    let started = Instant::now();
-    let mut child = Command::new(handler)
-        .env_clear()
-        .envs(&variables)
-        .envs(aws.client_env())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", &function_name)
-        .env("AWS_LAMBDA_FUNCTION_VERSION", version)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory.to_string())
-        .env("AWS_LAMBDA_MAX_CONCURRENCY", "4")
-        .env(
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            format!("/aws/lambda/{function_name}"),
-        )
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "sandbox")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("start {}", handler.display()))?;
-    if !runtime.wait_ready(INIT_TIMEOUT).await {
-        let _ = child.kill().await;
-        match runtime.init_error(Duration::ZERO).await {
-            Some(e) => bail!(
-                "the handler failed to start: {}: {}",
-                e.error_type,
-                e.message
-            ),
-            None => bail!("the handler did not start within {INIT_TIMEOUT:?}"),
-        }
-    }
-    let init = started.elapsed();
     let product = catalog::product_id(0);
-    detail(&format!(
-        "{function_name}:{version} loaded {} in {:.1}s",
-        variables
-            .get("LMI_CATALOG_URI")
-            .map_or("its catalog", String::as_str),
-        init.as_secs_f64()
-    ));
     let request = json!({"productId": product, "topK": 5});
+    detail(&format!(
+        "aws lambda invoke --function-name {arn} --qualifier {version}"
+    ));
     detail(&format!("request  {request}"));
-    let outcome = runtime
-        .try_invoke(&request, Duration::from_secs(30))
-        .await
-        .map_err(anyhow::Error::msg);
-    let _ = child.kill().await;
-    let body = match outcome? {
-        Outcome::Response(body) => body,
-        Outcome::Error { body, .. } => bail!("the handler failed: {body}"),
-    };
-    if let Some(error) = body.get("errorType") {
-        bail!("the handler refused the sample query ({error}): {body}");
-    }
+    let (cold, _) = invoke(aws, arn, version, &request).await?;
+    let (warm, body) = invoke(aws, arn, version, &request).await?;
     let results: Vec<(String, String, f64)> = body["results"]
         .as_array()
         .context("the handler's answer has no results")?
@@ -145,13 +75,42 @@ pub async fn sample(
     if results.is_empty() {
         bail!("the handler found nothing similar to {product}: {body}");
     }
+    let function = arn.rsplit(':').next().unwrap_or(name);
     Ok(Answer {
-        function: format!("{function_name}:{version}"),
+        function: format!("{function}:{version}"),
         product,
         results,
-        init,
+        cold,
+        warm,
         timings: body["timings"].clone(),
     })
+}
+
+/// One synchronous `Invoke` of `arn:version`; a function error is an error naming its type.
+async fn invoke(
+    aws: &AwsEmulator,
+    arn: &str,
+    version: &str,
+    request: &Value,
+) -> anyhow::Result<(Duration, Value)> {
+    let started = Instant::now();
+    let output = aws
+        .lambda()
+        .invoke()
+        .function_name(arn)
+        .qualifier(version)
+        .payload(Blob::new(request.to_string()))
+        .send()
+        .await
+        .with_context(|| format!("invoke {arn}:{version}"))?;
+    let took = started.elapsed();
+    let payload = output.payload().map(Blob::as_ref).unwrap_or_default();
+    let body: Value = serde_json::from_slice(payload)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()));
+    if let Some(kind) = output.function_error() {
+        bail!("{arn}:{version} failed ({kind}): {body}");
+    }
+    Ok((took, body))
 }
 
 /// Prints the answer as a small table.
@@ -166,5 +125,10 @@ pub fn print(answer: &Answer) {
             rank + 1
         ));
     }
+    detail(&format!(
+        "invoke: {:.0} ms cold (environment started, catalog loaded), {:.1} ms warm",
+        answer.cold.as_secs_f64() * 1000.0,
+        answer.warm.as_secs_f64() * 1000.0
+    ));
     detail(&format!("timings {}", answer.timings));
 }

@@ -308,7 +308,16 @@ pub fn base_env(catalog: &str, bedrock: &str) -> Vec<(String, String)> {
 impl Function {
     /// Starts the package with `env` (and nothing else from this process's environment).
     pub async fn start(env: Vec<(String, String)>) -> Function {
-        let environment = ExecutionEnvironment::start(&package(), &options(env))
+        Function::start_package(&package(), Arch::X86_64, env).await
+    }
+
+    /// Starts the package `zip` built for `arch`.
+    pub async fn start_package(zip: &Path, arch: Arch, env: Vec<(String, String)>) -> Function {
+        let options = EnvironmentOptions {
+            arch,
+            ..options(env)
+        };
+        let environment = ExecutionEnvironment::start(zip, &options)
             .await
             .expect("start the function under the Lambda runtime emulator");
         Function { environment }
@@ -351,13 +360,17 @@ impl Function {
     /// Starts the package, and waits until its init is done (the catalog is loaded); panics
     /// with the output when init fails.
     pub async fn ready(env: Vec<(String, String)>) -> Function {
-        let f = Function::start(env).await;
+        Function::until_loaded(Function::start(env).await).await
+    }
+
+    /// Waits until `f`'s init is done; panics with the output when init fails.
+    pub async fn until_loaded(f: Function) -> Function {
         let loaded = f
-            .lines_until(Duration::from_secs(60), |line| {
-                line.contains("\"catalog loaded\"") || line.contains("INIT failed")
+            .lines_until(Duration::from_secs(120), |line| {
+                line.contains("\"message\":\"ready\"") || line.contains("INIT failed")
             })
             .await;
-        if !loaded.iter().any(|l| l.contains("\"catalog loaded\"")) {
+        if !loaded.iter().any(|l| l.contains("\"message\":\"ready\"")) {
             panic!("the function did not become ready:\n{}", loaded.join("\n"));
         }
         f

@@ -71,7 +71,10 @@ async fn a_bedrock_that_never_answers_holds_no_worker() {
     for text in texts {
         let (outcome, took) = text.await.expect("text query task");
         let Outcome::Error { header, body } = outcome else {
-            panic!("a text query was answered by a Bedrock that never answers: {outcome:?}");
+            panic!(
+                "a text query was answered by a Bedrock that never answers: {outcome:?}\n{}",
+                f.output().join("\n")
+            );
         };
         assert!(
             took < timeout,

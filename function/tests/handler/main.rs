@@ -2,6 +2,7 @@
 //! invocations, bad input, init failures, Bedrock (through a stub that checks the documented
 //! Nova request shape) and S3 (moto).
 
+mod arm64;
 mod bedrock;
 mod errors;
 mod fixture;

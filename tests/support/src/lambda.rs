@@ -22,6 +22,9 @@ use hyper_util::rt::TokioExecutor;
 use crate::error::SupportError;
 use crate::process::Supervised;
 
+/// How long [`ExecutionEnvironment::invoke`] keeps retrying while no runtime slot is free.
+pub const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Where the emulator is: `$LMI_LAMBDA_RIE`, else `.tools/bin/aws-lambda-rie`.
 pub fn rie_path() -> PathBuf {
     match std::env::var_os("LMI_LAMBDA_RIE") {
@@ -73,8 +76,10 @@ pub struct Invocation {
     pub status: u16,
     /// The body: the function's response, or `{"errorType", "errorMessage"}` for an error.
     pub body: Bytes,
-    /// How long the invoke took, as the client saw it.
+    /// How long the invoke took, as the client saw it (retries included).
     pub elapsed: Duration,
+    /// Times the emulator had no free slot (`Runtime.Unavailable`) and the invoke was retried.
+    pub retries: u32,
 }
 
 impl Invocation {
@@ -256,8 +261,35 @@ impl ExecutionEnvironment {
     }
 
     /// Invokes the function with `payload`, as Lambda's Invoke does.
+    ///
+    /// The emulator routes an invocation only to a runtime slot that is polling `/next`, and
+    /// answers `Runtime.Unavailable` at once when none is (it has no queue). Lambda's front end
+    /// does not send an invocation to an environment without a free slot either: it throttles,
+    /// and the SDKs retry. So does this client: it retries `Runtime.Unavailable` with a short
+    /// backoff for up to [`UNAVAILABLE_PATIENCE`], and counts the retries.
     pub async fn invoke(&self, payload: &[u8]) -> Result<Invocation, SupportError> {
         let start = Instant::now();
+        let mut retries = 0u32;
+        loop {
+            let (status, body) = self.invoke_once(payload).await?;
+            let unavailable = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .is_some_and(|v| v["errorType"] == "Runtime.Unavailable");
+            if !unavailable || start.elapsed() > UNAVAILABLE_PATIENCE {
+                return Ok(Invocation {
+                    status,
+                    body,
+                    elapsed: start.elapsed(),
+                    retries,
+                });
+            }
+            retries += 1;
+            let backoff = Duration::from_millis(u64::from(retries.min(20)));
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    async fn invoke_once(&self, payload: &[u8]) -> Result<(u16, Bytes), SupportError> {
         let request = http::Request::post(format!(
             "http://{}/2015-03-31/functions/function/invocations",
             self.address
@@ -278,11 +310,7 @@ impl ExecutionEnvironment {
             .await
             .map_err(|e| fail(format!("read the answer: {e}")))?
             .to_bytes();
-        Ok(Invocation {
-            status,
-            body,
-            elapsed: start.elapsed(),
-        })
+        Ok((status, body))
     }
 
     /// Invokes with a JSON payload.

@@ -6,6 +6,9 @@
 //! - [`Network`]: VPC fixtures (NAT-routed, public, isolated subnets; endpoints) in one line.
 //! - [`FaultProxy`]: throttling, 5xx, latency and connection resets between SDK and emulator,
 //!   with a log of every call.
+//! - [`kube::ControlPlane`]: the real etcd + kube-apiserver (+ kube-controller-manager).
+//! - [`lambda::ExecutionEnvironment`]: a handler package under AWS's Lambda Runtime Interface
+//!   Emulator in Managed Instances mode.
 //!
 //! What the emulator does and where it differs from AWS: `tests/aws/README.md`.
 
@@ -16,7 +19,6 @@ pub mod lambda;
 mod network;
 mod process;
 mod proxy;
-pub mod runtime_api;
 mod sdk;
 
 pub use emulator::{AwsEmulator, EmulatorOptions, script_path};

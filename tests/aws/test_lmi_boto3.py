@@ -7,12 +7,19 @@ status code shows up here as a failure. Run by scripts/test with the emulator's 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -23,20 +30,30 @@ ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/lmi-operator"
 
 
-@pytest.fixture(scope="module")
-def endpoint():
+def start_emulator(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "lmi_emulator", "--port", "0", "--exit-with-stdin"],
         cwd=Path(__file__).parent,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
     line = process.stdout.readline()
     assert line.startswith("LMI-EMULATOR READY "), f"emulator did not start: {line!r}"
-    yield line.split()[-1]
-    process.kill()
-    process.wait()
+    return process, line.split()[-1]
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    process, url = start_emulator()
+    yield url
+    process.stdin.close()  # --exit-with-stdin: it stops its execution environments and exits
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def client(endpoint: str, service: str, validate: bool = True):
@@ -83,6 +100,10 @@ def control(endpoint):
 
 @pytest.fixture
 def network(endpoint):
+    return build_network(endpoint)
+
+
+def build_network(endpoint: str) -> dict:
     ec2 = client(endpoint, "ec2")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnets = [
@@ -105,6 +126,10 @@ def network(endpoint):
 
 @pytest.fixture
 def function_role(endpoint):
+    return build_role(endpoint)
+
+
+def build_role(endpoint: str) -> str:
     iam = client(endpoint, "iam")
     name = unique("fn-role")
     return iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
@@ -682,3 +707,393 @@ def test_forced_failed_version_state(lam, network, function_role, control):
     assert lam.get_function_configuration(FunctionName=name, Qualifier="1")["State"] == "Failed"
     control("state", {"FunctionName": name, "Qualifier": "1", "State": None})
     assert lam.get_function_configuration(FunctionName=name, Qualifier="1")["State"] == "Active"
+
+
+# --- Invoke: published versions run under AWS's Runtime Interface Emulator --------------------
+
+REPO = Path(__file__).resolve().parents[2]
+RIE_PATHS = (
+    [Path(os.environ["LMI_LAMBDA_RIE"])]
+    if os.environ.get("LMI_LAMBDA_RIE")
+    else [REPO / ".tools/bin/aws-lambda-rie", REPO.parent / "shared/lambda/bin/aws-lambda-rie"]
+)
+RIE = next((path for path in RIE_PATHS if os.access(path, os.X_OK)), None)
+needs_rie = pytest.mark.skipif(
+    RIE is None,
+    reason="aws-lambda-rie not found ($LMI_LAMBDA_RIE, .tools/bin/ or ../shared/lambda/bin/)",
+)
+
+# A custom runtime in the Managed Instances style (stdlib only): AWS_LAMBDA_MAX_CONCURRENCY
+# workers poll /next at once. Init reads s3://$CONFIG_BUCKET/$CONFIG_KEY back from the emulator
+# (AWS_ENDPOINT_URL) when those are set, and exits if it cannot. An event {"fail": m} is a
+# function error, {"exit": code} exits the runtime; {"wait_for": n} returns once n invocations
+# are in flight together (or after 10 s); {"sleep": s} sleeps. Each answer reports the most
+# invocations seen in flight at once.
+RUNTIME = r"""#!/usr/bin/env python3
+import json, os, sys, threading, time, urllib.error, urllib.request
+
+API = f"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/2018-06-01/runtime/invocation"
+SIGNED = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, " \
+    "SignedHeaders=host, Signature=0"
+lock = threading.Lock()
+in_flight = peak = 0
+
+
+def read_config():
+    bucket, key = os.environ.get("CONFIG_BUCKET"), os.environ.get("CONFIG_KEY")
+    if not bucket:
+        return None
+    url = f"{os.environ['AWS_ENDPOINT_URL']}/{bucket}/{key}"
+    try:
+        request = urllib.request.Request(url, headers={"Authorization": SIGNED})
+        with urllib.request.urlopen(request) as response:
+            return response.read().decode()
+    except urllib.error.HTTPError as error:
+        sys.exit(f"cannot read s3://{bucket}/{key}: HTTP {error.code}")
+
+
+CONFIG = read_config()
+
+
+def post(path, document, headers=None):
+    data = json.dumps(document).encode()
+    request = urllib.request.Request(f"{API}/{path}", data, headers or {}, method="POST")
+    try:
+        urllib.request.urlopen(request).read()
+    except urllib.error.HTTPError:
+        pass
+
+
+def handle(event):
+    global in_flight, peak
+    with lock:
+        in_flight += 1
+        peak = max(peak, in_flight)
+    try:
+        deadline = time.monotonic() + 10
+        while peak < event.get("wait_for", 0) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(event.get("sleep", 0))
+        return {
+            "echo": event,
+            "peak_in_flight": peak,
+            "pid": os.getpid(),
+            "config": CONFIG,
+            "greeting": os.environ.get("GREETING"),
+            "env": {k: v for k, v in os.environ.items() if k.startswith("AWS_")},
+        }
+    finally:
+        with lock:
+            in_flight -= 1
+
+
+def worker():
+    while True:
+        with urllib.request.urlopen(f"{API}/next") as response:
+            request_id = response.headers["Lambda-Runtime-Aws-Request-Id"]
+            event = json.loads(response.read())
+        if "exit" in event:
+            os._exit(event["exit"])
+        if "fail" in event:
+            error = {"errorType": "OrderError", "errorMessage": event["fail"]}
+            post(f"{request_id}/error", error, {"Lambda-Runtime-Function-Error-Type": "Unhandled"})
+        else:
+            post(f"{request_id}/response", handle(event))
+
+
+for _ in range(int(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY", "1"))):
+    threading.Thread(target=worker, daemon=True).start()
+threading.Event().wait()
+"""
+
+
+def runtime_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o100755 << 16  # an executable, as Lambda needs it
+        archive.writestr(info, RUNTIME)
+    return buffer.getvalue()
+
+
+def runtime_function(lam, network, role, concurrency=4, memory=2048, **extra):
+    """A function on a new provider whose code is RUNTIME; returns its name."""
+    arn = create_provider(lam, network)["CapacityProviderArn"]
+    inner = {"CapacityProviderArn": arn, "ExecutionEnvironmentMemoryGiBPerVCpu": 2.0}
+    if concurrency is not None:
+        inner["PerExecutionEnvironmentMaxConcurrency"] = concurrency
+    return lam.create_function(
+        FunctionName=unique("fn"),
+        Role=role,
+        Runtime="provided.al2023",
+        Handler="bootstrap",
+        MemorySize=memory,
+        Timeout=30,
+        Code={"ZipFile": runtime_zip()},
+        CapacityProviderConfig={"LambdaManagedInstancesCapacityProviderConfig": inner},
+        **extra,
+    )["FunctionName"]
+
+
+def payload(response) -> dict:
+    return json.loads(response["Payload"].read())
+
+
+def environments(endpoint: str) -> dict[str, dict]:
+    with urllib.request.urlopen(f"{endpoint}/moto-api/lmi/environments") as response:
+        listed = json.loads(response.read())["Environments"]
+    return {e["FunctionArn"]: e for e in listed}
+
+
+def is_running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_until(condition, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@needs_rie
+def test_invoke_runs_the_published_version_in_its_environment(lam, network, function_role):
+    name = runtime_function(
+        lam, network, function_role, Environment={"Variables": {"GREETING": "hello"}}
+    )
+    lam.publish_version(FunctionName=name)
+    response = lam.invoke(
+        FunctionName=name, Qualifier="1", Payload=json.dumps({"order": 42}), LogType="Tail"
+    )
+    assert response["StatusCode"] == 200
+    assert "FunctionError" not in response
+    assert response["ExecutedVersion"] == "1"
+    result = payload(response)
+    assert result["echo"] == {"order": 42}
+    assert result["greeting"] == "hello"
+    env = result["env"]
+    assert env["AWS_LAMBDA_MAX_CONCURRENCY"] == "4"
+    assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "lambda-managed-instances"  # set by RIE
+    assert (env["AWS_LAMBDA_FUNCTION_NAME"], env["AWS_LAMBDA_FUNCTION_VERSION"]) == (name, "1")
+    assert (env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], env["AWS_LAMBDA_FUNCTION_TIMEOUT"]) == (
+        "2048",
+        "30",
+    )
+    assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == f"/aws/lambda/{name}"
+    assert env["AWS_REGION"] == "us-east-1"
+    assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    assert "START RequestId" in base64.b64decode(response["LogResult"]).decode()
+
+    # The same environment serves the next call, also through an alias.
+    again = payload(lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}"))
+    assert again["pid"] == result["pid"]
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    aliased = lam.invoke(FunctionName=name, Qualifier="live", Payload=b"{}")
+    assert aliased["ExecutedVersion"] == "1"
+    assert payload(aliased)["pid"] == result["pid"]
+    dry = lam.invoke(FunctionName=name, Qualifier="1", InvocationType="DryRun")
+    assert dry["StatusCode"] == 204
+    assert lam.invoke(FunctionName=name, Qualifier="1", InvocationType="Event")["StatusCode"] == 202
+
+
+@needs_rie
+def test_latest_is_not_invocable_and_unqualified_runs_latest_published(
+    endpoint, lam, network, function_role
+):
+    name = runtime_function(lam, network, function_role, concurrency=None, memory=4096)
+    with pytest.raises(lam.exceptions.ResourceConflictException, match="ActiveNonInvocable"):
+        lam.invoke(FunctionName=name, Qualifier="$LATEST")
+    with pytest.raises(lam.exceptions.NoPublishedVersionException):
+        lam.invoke(FunctionName=name)
+    arn = lam.publish_version(FunctionName=name, PublishTo="LATEST_PUBLISHED")["FunctionArn"]
+    response = lam.invoke(FunctionName=name, Payload=b"{}")
+    assert response["ExecutedVersion"] == "$LATEST.PUBLISHED"
+    # No PerExecutionEnvironmentMaxConcurrency: 8 per vCPU, 4096 MiB at 2 GiB per vCPU.
+    assert payload(response)["env"]["AWS_LAMBDA_MAX_CONCURRENCY"] == "16"
+
+    # Republishing replaces the version, and its environment with it.
+    old_pid = environments(endpoint)[arn]["Pid"]
+    lam.update_function_configuration(FunctionName=name, MemorySize=8192)
+    lam.publish_version(FunctionName=name, PublishTo="LATEST_PUBLISHED")
+    assert not is_running(old_pid)
+    env = payload(lam.invoke(FunctionName=name, Payload=b"{}"))["env"]
+    assert (env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], env["AWS_LAMBDA_MAX_CONCURRENCY"]) == (
+        "8192",
+        "32",
+    )
+
+
+@needs_rie
+def test_invoke_refuses_a_version_that_is_not_active(lam, network, function_role, control):
+    name = runtime_function(lam, network, function_role)
+    control("config", {"StateDelaySeconds": 30})
+    lam.publish_version(FunctionName=name)
+    with pytest.raises(lam.exceptions.ResourceConflictException, match="Pending"):
+        lam.invoke(FunctionName=name, Qualifier="1")
+
+
+@needs_rie
+def test_function_error_is_unhandled_with_the_runtime_error(lam, network, function_role):
+    name = runtime_function(lam, network, function_role)
+    lam.publish_version(FunctionName=name)
+    started = time.monotonic()
+    response = lam.invoke(FunctionName=name, Qualifier="1", Payload=b'{"fail": "no stock"}')
+    assert response["StatusCode"] == 200
+    assert response["FunctionError"] == "Unhandled"
+    assert payload(response) == {"errorType": "OrderError", "errorMessage": "no stock"}
+    # An error of a runtime that has initialised is not mistaken for a failed init (no wait).
+    assert time.monotonic() - started < 2.5
+    # The environment keeps serving.
+    ok = lam.invoke(FunctionName=name, Qualifier="1", Payload=b'{"order": 1}')
+    assert "FunctionError" not in ok
+
+
+@needs_rie
+def test_a_runtime_that_exits_is_replaced_by_a_new_environment(
+    endpoint, lam, network, function_role
+):
+    name = runtime_function(lam, network, function_role)
+    version_arn = lam.publish_version(FunctionName=name)["FunctionArn"]
+    lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
+    first_pid = environments(endpoint)[version_arn]["Pid"]
+    crashed = lam.invoke(FunctionName=name, Qualifier="1", Payload=b'{"exit": 3}')
+    assert crashed["FunctionError"] == "Unhandled"
+    error = payload(crashed)
+    assert error["errorType"] == "Runtime.ExitError"
+    assert "exit status 3" in error["errorMessage"]
+    assert wait_until(lambda: not environments(endpoint)[version_arn]["Running"])
+    after = lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
+    assert "FunctionError" not in after
+    assert environments(endpoint)[version_arn]["Pid"] != first_pid
+
+
+@needs_rie
+def test_concurrent_invokes_overlap_in_one_environment(endpoint, lam, network, function_role):
+    name = runtime_function(lam, network, function_role, concurrency=4)
+    lam.publish_version(FunctionName=name)
+    clients = [client(endpoint, "lambda") for _ in range(4)]
+
+    def call(c):
+        return payload(c.invoke(FunctionName=name, Qualifier="1", Payload=b'{"wait_for": 4}'))
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(call, clients))
+    assert [r["peak_in_flight"] for r in results] == [4, 4, 4, 4]
+    assert len({r["pid"] for r in results}) == 1
+
+
+@needs_rie
+def test_invokes_beyond_the_concurrency_are_throttled(endpoint, lam, network, function_role):
+    name = runtime_function(lam, network, function_role, concurrency=1)
+    lam.publish_version(FunctionName=name)
+    lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")  # started and idle
+    slow = threading.Thread(
+        target=lambda: client(endpoint, "lambda").invoke(
+            FunctionName=name, Qualifier="1", Payload=b'{"sleep": 1}'
+        )
+    )
+    slow.start()
+    log_url = f"{endpoint}/moto-api/lmi/environments/{name}/1/log"
+    assert wait_until(lambda: urllib.request.urlopen(log_url).read().count(b"START") == 2)
+    with pytest.raises(lam.exceptions.TooManyRequestsException):
+        lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
+    slow.join()
+
+
+@needs_rie
+def test_deleting_a_version_stops_its_environment(endpoint, lam, network, function_role):
+    name = runtime_function(lam, network, function_role)
+    version_arn = lam.publish_version(FunctionName=name)["FunctionArn"]
+    lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
+    pid = environments(endpoint)[version_arn]["Pid"]
+    assert is_running(pid)
+    lam.delete_function(FunctionName=name, Qualifier="1")
+    assert version_arn not in environments(endpoint)
+    assert not is_running(pid)
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(f"{endpoint}/moto-api/lmi/environments/{name}/1/log")
+
+
+@needs_rie
+def test_failed_init_is_reported_and_the_next_invoke_starts_afresh(
+    endpoint, lam, network, function_role
+):
+    bucket = unique("config")
+    s3 = client(endpoint, "s3")
+    s3.create_bucket(Bucket=bucket)
+    variables = {"CONFIG_BUCKET": bucket, "CONFIG_KEY": "catalog.json"}
+    name = runtime_function(lam, network, function_role, Environment={"Variables": variables})
+    version_arn = lam.publish_version(FunctionName=name)["FunctionArn"]
+
+    failed = lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
+    assert failed["FunctionError"] == "Unhandled"
+    error = payload(failed)
+    assert error["errorType"] == "Runtime.ExitError"
+    assert "INIT failed" in error["errorMessage"]
+    assert f"cannot read s3://{bucket}/catalog.json: HTTP 404" in error["errorMessage"]
+    assert version_arn not in environments(endpoint)
+
+    # The runtime reads its configuration from the emulator while its Invoke is in progress.
+    s3.put_object(Bucket=bucket, Key="catalog.json", Body=b'{"items": 3}')
+    fixed = lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
+    assert "FunctionError" not in fixed
+    assert payload(fixed)["config"] == '{"items": 3}'
+    assert environments(endpoint)[version_arn]["Running"]
+
+
+@needs_rie
+def test_invoke_payload_is_checked_before_the_function_runs(lam, network, function_role):
+    name = runtime_function(lam, network, function_role)
+    lam.publish_version(FunctionName=name)
+    with pytest.raises(lam.exceptions.InvalidRequestContentException):
+        lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{not json")
+    with pytest.raises(lam.exceptions.RequestTooLargeException):
+        lam.invoke(FunctionName=name, Qualifier="1", Payload=b'"' + b"x" * 6 * 1024 * 1024 + b'"')
+
+
+@needs_rie
+def test_code_that_is_not_a_zip_cannot_run(lam, network, function_role):
+    arn = create_provider(lam, network)["CapacityProviderArn"]
+    name = create_function(lam, function_role, arn)["FunctionName"]  # "not really a zip"
+    lam.publish_version(FunctionName=name)
+    with pytest.raises(lam.exceptions.InvalidZipFileException):
+        lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
+
+
+@needs_rie
+def test_no_environment_outlives_a_killed_server(tmp_path):
+    # A killed server cannot remove its environments' directories: keep them in tmp_path.
+    process, url = start_emulator({**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        lam = client(url, "lambda")
+        name = runtime_function(lam, build_network(url), build_role(url))
+        lam.publish_version(FunctionName=name)
+        lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
+        (pid,) = [e["Pid"] for e in environments(url).values()]
+        assert is_running(pid)
+    finally:
+        process.kill()
+        process.wait()
+    assert wait_until(lambda: not is_running(pid)), f"environment {pid} outlived the server"
+
+
+def test_invoke_without_the_runtime_interface_emulator_is_a_clear_error(tmp_path):
+    missing = tmp_path / "aws-lambda-rie"
+    process, url = start_emulator({**os.environ, "LMI_LAMBDA_RIE": str(missing)})
+    try:
+        lam = client(url, "lambda")
+        name = runtime_function(lam, build_network(url), build_role(url))
+        lam.publish_version(FunctionName=name)
+        with pytest.raises(lam.exceptions.ServiceException, match=str(missing)) as excinfo:
+            lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
+        assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    finally:
+        process.kill()
+        process.wait()

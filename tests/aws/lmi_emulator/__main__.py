@@ -1,7 +1,10 @@
 """Serve moto with the LMI extension: ``python -m lmi_emulator --port PORT``.
 
 Prints ``LMI-EMULATOR READY http://HOST:PORT`` on stdout once the socket listens (``--port 0``
-picks a free port), then serves in the foreground until killed.
+picks a free port), then serves in the foreground until killed. Requests are served on a thread
+each, so a function that calls back into the emulator while its Invoke is in progress is answered.
+Execution environments of invoked functions stop with the server (SIGTERM, Ctrl-C, stdin closing
+with ``--exit-with-stdin``; on SIGKILL the kernel stops them, see ``environments``).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 
@@ -36,9 +40,19 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def _exit_when_stdin_closes() -> None:
+    from . import environments
+
     while sys.stdin.buffer.read(4096):
         pass
+    environments.stop_all()
     os._exit(0)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    from . import environments
+
+    environments.stop_all()
+    os._exit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     from werkzeug.serving import make_server
 
+    from . import environments
     from .install import install
 
     install()
@@ -63,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     # moto builds some URLs (e.g. for Lambda's own SDK calls) from MOTO_PORT.
     os.environ["MOTO_PORT"] = str(server.port)
+    local_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    environments.set_endpoint(f"http://{local_host}:{server.port}")
+    signal.signal(signal.SIGTERM, _terminate)
     if args.exit_with_stdin:
         threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
     print(f"LMI-EMULATOR READY http://{args.host}:{server.port}", flush=True)

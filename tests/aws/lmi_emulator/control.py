@@ -10,16 +10,23 @@ version that failed:
     {"FunctionName": "fn", "Qualifier": "3", "State": "Failed"}
 ``"State": null`` returns the resource to its natural lifecycle. ``Account`` (default
 123456789012) and ``Region`` (default us-east-1) pick the resource's home.
+
+Execution environments of invoked versions (see ``environments``):
+``GET /moto-api/lmi/environments`` lists them (``FunctionArn``, ``Version``, ``Pid``,
+``Running``, ``Initialized``); ``GET /moto-api/lmi/environments/{FunctionName}/{Version}/log``
+answers one environment's log (RIE's output and the runtime's) as text.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from . import capacity_providers, lifecycle, limits
+from . import capacity_providers, environments, lifecycle, limits
 from .attachments import lambda_backend
 from .function_state import lmi_state
 from .lifecycle import LOCK
@@ -104,7 +111,25 @@ def state(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str
     return _reply(400, {"message": "name a CapacityProviderName or a FunctionName"})
 
 
+def environment_list(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+    described = [e.describe() for e in environments.all_environments()]
+    return _reply(200, {"Environments": described})
+
+
+_LOG_PATH = re.compile(r"/moto-api/lmi/environments/([^/]+)/([^/]+)/log$")
+
+
+def environment_log(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], Any]:
+    match = _LOG_PATH.search(urlparse(full_url).path)
+    found = match and environments.find(unquote(match.group(1)), unquote(match.group(2)))
+    if not found:
+        return _reply(404, {"message": "no execution environment for that function version"})
+    return 200, {"Content-Type": "text/plain; charset=utf-8"}, found.log_bytes()
+
+
 URL_PATHS = {
     "{0}/moto-api/lmi/config$": config,
     "{0}/moto-api/lmi/state$": state,
+    "{0}/moto-api/lmi/environments$": environment_list,
+    "{0}/moto-api/lmi/environments/(?P<function>[^/]+)/(?P<version>[^/]+)/log$": environment_log,
 }

@@ -30,7 +30,7 @@ from moto.s3.models import s3_backends
 from moto.awslambda.responses import LambdaResponse
 from moto.core.responses import TYPE_RESPONSE
 
-from . import capacity_providers, limits
+from . import capacity_providers, environments, limits
 from .attachments import lambda_backend, versions_on
 from .function_state import (
     capacity_provider_arn,
@@ -263,6 +263,7 @@ def publish(
     start_settling(fn)
     if publish_to == "LATEST_PUBLISHED" and previous is not None:
         versions.remove(previous)
+        environments.reap()  # the replaced version's execution environment goes with it
     versions.append(fn)
     storage._arns[fn.function_arn] = fn
     latest.code_or_config_updated = False

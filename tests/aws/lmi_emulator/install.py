@@ -14,7 +14,15 @@ from moto.core.config import default_user_config
 from moto.core.utils import camelcase_to_underscores
 from moto.moto_api._internal import urls as moto_api_urls
 
-from . import capacity_providers, control, function_config, function_state, scaling_config, tags
+from . import (
+    capacity_providers,
+    control,
+    function_config,
+    function_state,
+    invoke,
+    scaling_config,
+    tags,
+)
 
 LMI_URL_PATHS = (
     r"{0}/(?P<api_version>2025-11-30)/capacity-providers/?$",
@@ -32,7 +40,8 @@ def install() -> None:
         return
     _installed = True
 
-    # Nothing here invokes functions; moto's Docker-free Lambda backend keeps it that way.
+    # Functions on a capacity provider run under AWS's Runtime Interface Emulator (``invoke``);
+    # the others keep moto's Docker-free Lambda backend and its canned answers.
     default_user_config["lambda"]["use_docker"] = False
 
     for path in LMI_URL_PATHS:
@@ -44,4 +53,5 @@ def install() -> None:
     function_state.install()
     function_config.install()
     tags.install()
+    invoke.install()
     moto_api_urls.url_paths.update(control.URL_PATHS)

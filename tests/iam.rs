@@ -3,10 +3,11 @@
 
 use std::process::Command;
 
-#[test]
-fn the_committed_policy_is_the_generators_default_output() {
+/// `lmi-operator iam-policy ARGS`, which must succeed.
+fn iam_policy(args: &[&str]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_lmi-operator"))
         .arg("iam-policy")
+        .args(args)
         .output()
         .expect("run lmi-operator iam-policy");
     assert!(
@@ -14,6 +15,12 @@ fn the_committed_policy_is_the_generators_default_output() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+#[test]
+fn the_committed_policy_is_the_generators_default_output() {
+    let out = iam_policy(&[]);
     let committed = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/iam/operator-policy.json"),
     )
@@ -26,27 +33,16 @@ fn the_committed_policy_is_the_generators_default_output() {
 
 #[test]
 fn the_generator_takes_the_installs_buckets_path_and_installation() {
-    let out = Command::new(env!("CARGO_BIN_EXE_lmi-operator"))
-        .args([
-            "iam-policy",
-            "--account",
-            "123456789012",
-            "--role-path",
-            "/lmi/prod/",
-        ])
-        .args([
-            "--code-bucket",
-            "prod-artifacts",
-            "--installation-id",
-            "abc/lmi-system",
-        ])
-        .output()
-        .expect("run lmi-operator iam-policy");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = iam_policy(&[
+        "--account",
+        "123456789012",
+        "--role-path",
+        "/lmi/prod/",
+        "--code-bucket",
+        "prod-artifacts",
+        "--installation-id",
+        "abc/lmi-system",
+    ]);
     let policy: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let text = policy.to_string();
     assert!(

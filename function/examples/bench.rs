@@ -281,6 +281,36 @@ fn stats(mut v: Vec<f64>) -> Value {
            "min_ms": percentile(&v, 0.0) * 1e3, "samples": v.len()})
 }
 
+/// `clients` concurrent clients, each sending its `per_client` queries (`query(client *
+/// per_client + j)`) one after another through the engine's coalescing front; every latency.
+async fn clients_through_front(
+    engine: &Engine,
+    clients: usize,
+    per_client: usize,
+    query: impl Fn(usize) -> Query,
+) -> Vec<f64> {
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let e = engine.clone();
+            let queries: Vec<Query> = (0..per_client).map(|j| query(c * per_client + j)).collect();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for query in queries {
+                    let t = Instant::now();
+                    let _ = e.search(query).await;
+                    lat.push(t.elapsed().as_secs_f64());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap_or_default());
+    }
+    all
+}
+
 fn read_file_seconds(path: &Path) -> Res<f64> {
     let mut best = f64::INFINITY;
     for _ in 0..3 {
@@ -373,29 +403,9 @@ fn run(f: &Flags) -> Res<Value> {
         .enable_all()
         .build()?;
     let before = engine.stats();
-    let (conc_lat, conc_s) = rt.block_on(async {
-        let t = Instant::now();
-        let tasks: Vec<_> = (0..32)
-            .map(|c| {
-                let e = engine.clone();
-                let queries: Vec<Query> = (0..per_client).map(|j| q(c * per_client + j)).collect();
-                tokio::spawn(async move {
-                    let mut lat = Vec::new();
-                    for query in queries {
-                        let t = Instant::now();
-                        let _ = e.search(query).await;
-                        lat.push(t.elapsed().as_secs_f64());
-                    }
-                    lat
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await.unwrap_or_default());
-        }
-        (all, t.elapsed().as_secs_f64())
-    });
+    let t = Instant::now();
+    let conc_lat = rt.block_on(clients_through_front(&engine, 32, per_client, q));
+    let conc_s = t.elapsed().as_secs_f64();
     let after = engine.stats();
     let done = conc_lat.len();
     let batches = after.coalesced_batches - before.coalesced_batches;
@@ -527,30 +537,9 @@ fn handler(f: &Flags) -> Res<Value> {
     let rows = engine.catalog().len();
     let mut in_process = serde_json::Map::new();
     for &c in &clients {
-        let lat = rt.block_on(async {
-            let tasks: Vec<_> = (0..c)
-                .map(|client| {
-                    let e = engine.clone();
-                    let qs: Vec<Query> = (0..per_client)
-                        .map(|j| Query::by_vector(query(client * per_client + j)).with_top_k(K))
-                        .collect();
-                    tokio::spawn(async move {
-                        let mut lat = Vec::new();
-                        for q in qs {
-                            let t = Instant::now();
-                            let _ = e.search(q).await;
-                            lat.push(t.elapsed().as_secs_f64());
-                        }
-                        lat
-                    })
-                })
-                .collect();
-            let mut all = Vec::new();
-            for task in tasks {
-                all.extend(task.await.unwrap_or_default());
-            }
-            all
-        });
+        let lat = rt.block_on(clients_through_front(&engine, c, per_client, |i| {
+            Query::by_vector(query(i)).with_top_k(K)
+        }));
         in_process.insert(format!("clients_{c}"), stats(lat));
     }
     drop(engine);

@@ -272,9 +272,11 @@ impl ExecutionEnvironment {
         let mut retries = 0u32;
         loop {
             let (status, body) = self.invoke_once(payload).await?;
-            let unavailable = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .is_some_and(|v| v["errorType"] == "Runtime.Unavailable");
+            // The emulator answers it with a 4xx; answers and function errors come with 200.
+            let unavailable = status != 200
+                && serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .is_some_and(|v| v["errorType"] == "Runtime.Unavailable");
             if !unavailable || start.elapsed() > UNAVAILABLE_PATIENCE {
                 return Ok(Invocation {
                     status,

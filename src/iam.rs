@@ -123,7 +123,7 @@ pub struct Document {
 pub fn policy(o: &PolicyOptions) -> Document {
     let capacity_providers = o.arn("lambda", "capacity-provider:*");
     let functions = o.arn("lambda", "function:*");
-    let ec2 = |r: &str| format!("arn:{}:ec2:*:{}:{r}", o.partition, o.account);
+    let ec2 = |r: &str| o.arn("ec2", r);
     let mut path = o.role_path.clone();
     if !path.starts_with('/') {
         path.insert(0, '/');

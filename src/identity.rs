@@ -61,6 +61,14 @@ pub enum Ownership {
     Foreign,
 }
 
+impl Ownership {
+    /// Whether this installation owns it: created for this object or an earlier one of the
+    /// same kind and name.
+    pub fn is_ours(self) -> bool {
+        matches!(self, Self::Ours | Self::OursFromEarlierObject)
+    }
+}
+
 impl Owner {
     /// The ownership tags for everything created for this object.
     pub fn tags(&self) -> BTreeMap<String, String> {

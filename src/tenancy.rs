@@ -47,10 +47,15 @@ pub fn covers(
     }
 }
 
+/// Whether some grant selects namespaces by label.
+pub fn selects_by_label(grants: &[TenantGrant]) -> bool {
+    grants.iter().any(|g| g.namespaces.selector.is_some())
+}
+
 /// Whether deciding on `namespace` needs the Namespace's labels: some grant has a selector and
 /// no grant lists the namespace by name.
 pub fn needs_labels(grants: &[TenantGrant], namespace: &str) -> bool {
-    grants.iter().any(|g| g.namespaces.selector.is_some())
+    selects_by_label(grants)
         && !grants
             .iter()
             .any(|g| g.namespaces.names.iter().any(|n| n == namespace))
@@ -452,16 +457,6 @@ pub fn admit<'g>(
         None => Ok(grant),
     }
 }
-
-/// The tenancy reasons: refusals that, for a function already running, suspend it.
-pub const REASONS: &[&str] = &[
-    reason::NAMESPACE_NOT_ALLOWED,
-    reason::ROLE_NOT_ALLOWED,
-    reason::CODE_SOURCE_NOT_ALLOWED,
-    reason::CATALOG_SOURCE_NOT_ALLOWED,
-    reason::FUNCTION_NAME_NOT_ALLOWED,
-    reason::TENANT_LIMIT_EXCEEDED,
-];
 
 #[cfg(test)]
 #[path = "tenancy_tests.rs"]

@@ -29,7 +29,7 @@ pub struct Config {
     pub installation_id: String,
     /// S3 buckets handler code may come from (`spec.code.s3`); empty: any the grants allow.
     pub code_buckets: Vec<String>,
-    /// The operator's own namespace (admitted by every provider by default).
+    /// The operator's own namespace.
     pub namespace: String,
     /// How often a Ready object is compared with AWS again (jittered).
     pub resync_interval: Duration,

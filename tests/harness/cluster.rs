@@ -13,10 +13,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use kube::Client;
-use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use lmi_test_support::kube::{ApiFault, AuditEvent, ControlPlane, ControlPlaneOptions, KubeProxy};
-use serde_json::Value;
 
 use super::chart::{self, OperatorIdentity};
 
@@ -127,23 +125,9 @@ impl Cluster {
             .expect("the operator's client configuration")
     }
 
-    /// A client acting as the operator.
-    pub async fn operator_client(&self) -> Client {
-        Client::try_from(self.operator_config().await).expect("the operator's client")
-    }
-
     /// A kubeconfig for the operator (through the proxy), for `lmi-operator run`.
     pub fn operator_kubeconfig(&self) -> &Path {
         &self.kubeconfig
-    }
-
-    /// A kubeconfig for the admin, straight to the API server (for kubectl and helm).
-    pub fn admin_kubeconfig(&self) -> PathBuf {
-        let path = self.plane.dir().join("admin.kubeconfig");
-        self.plane
-            .write_kubeconfig(&path, self.plane.admin_token(), None)
-            .expect("write the admin kubeconfig");
-        path
     }
 
     /// Every completed request so far (since [`Cluster::clear_audit`]), oldest first.
@@ -157,19 +141,6 @@ impl Cluster {
         let all = self.plane.audit().len();
         self.audit_from
             .store(all, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Events of every namespace, in both APIs' shapes (`events.k8s.io/v1` and core `v1`).
-    pub async fn events(&self) -> Vec<Value> {
-        let admin = self.admin().await;
-        let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(admin);
-        api.list(&ListParams::default())
-            .await
-            .expect("list events")
-            .items
-            .into_iter()
-            .filter_map(|e| serde_json::to_value(e).ok())
-            .collect()
     }
 
     /// Answers matching requests of the operator with an error.
@@ -198,10 +169,5 @@ impl Cluster {
     /// No more faults.
     pub fn clear_faults(&self) {
         self.proxy.clear_faults();
-    }
-
-    /// The control plane (for its URL and CA).
-    pub fn plane(&self) -> &ControlPlane {
-        &self.plane
     }
 }

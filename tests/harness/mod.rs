@@ -314,15 +314,15 @@ impl World {
 
     /// Reasons of the events recorded about objects named `name`.
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
-        self.api
-            .events()
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(self.kube.clone());
+        events
+            .list(&kube::api::ListParams::default())
             .await
-            .iter()
-            .filter(|e| {
-                e["regarding"]["name"].as_str() == Some(name)
-                    || e["involvedObject"]["name"].as_str() == Some(name)
-            })
-            .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter_map(|e| e.reason)
             .collect()
     }
 

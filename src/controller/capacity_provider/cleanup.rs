@@ -15,7 +15,6 @@ use crate::api::conditions::{self as cond, reason};
 use crate::controller::conditions::Conditions;
 use crate::controller::context::Context;
 use crate::controller::error::Error;
-use crate::identity::Ownership;
 
 /// How many attached versions a `DeletionBlocked` message lists before summarising.
 const LISTED_VERSIONS: usize = 10;
@@ -53,10 +52,7 @@ pub async fn cleanup(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Err
         let tags = aws.lambda.list_tags(&provider.arn).await?;
         // Only what carries this installation's tags (an adopted provider was tagged when it
         // was taken over); a foreign provider is never deleted, adopt or not.
-        let ours = matches!(
-            owner.ownership(&tags),
-            Ownership::Ours | Ownership::OursFromEarlierObject
-        );
+        let ours = owner.ownership(&tags).is_ours();
         if ours {
             if provider.state == ProviderState::Deleting {
                 return Err(waiting(

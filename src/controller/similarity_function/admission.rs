@@ -88,7 +88,8 @@ fn applicant<'a>(sf: &'a SimilarityFunction, derived: &'a str) -> Applicant<'a> 
     }
 }
 
-fn derived_name(cluster: &str, sf: &SimilarityFunction) -> String {
+/// The AWS name derived for `sf` when neither its status nor its spec names one.
+pub(super) fn derived_name(cluster: &str, sf: &SimilarityFunction) -> String {
     identity::function_name(
         cluster,
         sf.metadata.namespace.as_deref().unwrap_or_default(),

@@ -12,7 +12,6 @@ use crate::api::similarity_function::{FunctionState, SimilarityFunction};
 use crate::aws::functions::region_of;
 use crate::controller::context::Context;
 use crate::controller::error::Error;
-use crate::identity::Ownership;
 
 /// Deletes the function (unless `Retain`); returns once it is gone, or an
 /// [`Error::Waiting`] to come back later.
@@ -47,10 +46,7 @@ pub async fn cleanup(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, E
     };
     // Only a function this installation created for this object (or an earlier one of the
     // same name) is deleted; a foreign one, or another installation's, is left in place.
-    if !matches!(
-        owner(sf, ctx).ownership(&tags),
-        Ownership::Ours | Ownership::OursFromEarlierObject
-    ) {
+    if !owner(sf, ctx).ownership(&tags).is_ours() {
         ctx.event(
             &object,
             true,

@@ -51,7 +51,7 @@ use crate::controller::capacity_provider::Change;
 use crate::controller::conditions::Conditions;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, jitter};
-use crate::identity::{self, Owner};
+use crate::identity::Owner;
 use crate::partition;
 
 /// Kind name, for metrics and ownership tags.
@@ -68,13 +68,7 @@ pub fn aws_name(sf: &SimilarityFunction, ctx: &Context) -> String {
         .as_ref()
         .and_then(|s| s.aws_name.clone())
         .or_else(|| sf.spec.aws_name.clone())
-        .unwrap_or_else(|| {
-            identity::function_name(
-                &ctx.config.cluster_name,
-                &sf.namespace().unwrap_or_default(),
-                &sf.name_any(),
-            )
-        })
+        .unwrap_or_else(|| admission::derived_name(&ctx.config.cluster_name, sf))
 }
 
 fn owner(sf: &SimilarityFunction, ctx: &Context) -> Owner {

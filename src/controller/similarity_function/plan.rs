@@ -107,9 +107,8 @@ impl Step {
             Step::UpdateCode => "UpdateFunctionCode",
             Step::UpdateConfig => "UpdateFunctionConfiguration",
             Step::Publish { .. } => "PublishVersion",
-            Step::PutScaling(_) => "PutFunctionScalingConfig",
+            Step::PutScaling(_) | Step::Resume(_) => "PutFunctionScalingConfig",
             Step::Prune(_) => "DeleteFunction",
-            Step::Resume(_) => "PutFunctionScalingConfig",
         }
     }
 }

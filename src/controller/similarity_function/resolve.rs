@@ -15,6 +15,7 @@ use crate::aws::model::ObservedScaling;
 use crate::aws::{AwsClients, AwsError};
 use crate::controller::context::Config;
 use crate::controller::error::Error;
+use crate::tenancy;
 
 /// Reads the referenced provider, the namespace's labels when a grant's selector decides, and
 /// the other functions on the provider when a grant's limits decide; then decides admission.
@@ -35,11 +36,7 @@ pub async fn admission(
     let mut siblings = Vec::new();
     let mut namespace_labels = BTreeMap::new();
     if let Some(cp) = &provider {
-        let selects = cp
-            .spec
-            .tenants
-            .iter()
-            .any(|g| g.namespaces.selector.is_some());
+        let selects = tenancy::selects_by_label(&cp.spec.tenants);
         if admission::needs_siblings(cp) {
             // Every function on the provider, found by the CRD's selectable field.
             let functions: Api<SimilarityFunction> = Api::all(client.clone());

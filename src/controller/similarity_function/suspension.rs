@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use super::desired::{DEACTIVATED, SUSPENDED_TAG};
 use super::plan::World;
 use crate::aws::model::ObservedScaling;
-use crate::identity::{Owner, Ownership};
+use crate::identity::Owner;
 
 /// One call of a suspension.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,10 +56,7 @@ pub fn steps(
 /// Whether this installation owns the function in `world` (for this object, or for an earlier
 /// one of the same name).
 pub fn owns(world: &World, owner: &Owner) -> bool {
-    matches!(
-        owner.ownership(&world.tags),
-        Ownership::Ours | Ownership::OursFromEarlierObject
-    )
+    owner.ownership(&world.tags).is_ours()
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ The binary is ``$LMI_LAMBDA_RIE``, else ``<repo>/.tools/bin/aws-lambda-rie``, el
 from __future__ import annotations
 
 import atexit
+import functools
 import http.client
 import io
 import os
@@ -103,8 +104,10 @@ def find_rie() -> Path | None:
     return next((path for path in candidates if os.access(path, os.X_OK)), None)
 
 
+@functools.cache
 def check_host(architecture: str) -> Path:
-    """The RIE binary, once everything an environment needs is known to be here."""
+    """The RIE binary, once everything an environment needs is known to be here. Remembered per
+    architecture once found (a missing piece raises and is looked for again next time)."""
     rie = find_rie()
     if rie is None:
         configured = os.environ.get("LMI_LAMBDA_RIE")

@@ -64,6 +64,11 @@ _original_update_function_configuration = LambdaResponse.update_function_configu
 _original_update_function_code = LambdaResponse.update_function_code
 
 
+
+def latest_published(versions: list[LambdaFunction]) -> LambdaFunction | None:
+    """The function's ``$LATEST.PUBLISHED`` version, if it has one."""
+    return next((v for v in versions if str(v.version) == LATEST_PUBLISHED), None)
+
 def check_capacity_provider_config(account: str, region: str, config: Any, structure: str) -> None:
     validate_member(structure, "CapacityProviderConfig", config, "capacityProviderConfig")
     inner = config["LambdaManagedInstancesCapacityProviderConfig"]
@@ -241,7 +246,7 @@ def publish(
     versions: list[LambdaFunction] = group["versions"]
     if publish_to == "LATEST_PUBLISHED":
         version: str | int = LATEST_PUBLISHED
-        previous = next((v for v in versions if str(v.version) == LATEST_PUBLISHED), None)
+        previous = latest_published(versions)
     else:
         numbered = [v for v in versions if str(v.version).isdigit()]
         version = max((int(v.version) for v in numbered), default=0) + 1

@@ -33,10 +33,10 @@ from moto.awslambda.responses import LambdaResponse
 from moto.core.responses import TYPE_RESPONSE
 
 from . import environments
-from .function_config import LATEST_PUBLISHED
+from .function_config import latest_published
 from .function_state import capacity_provider_config, state_of
 from .lifecycle import LOCK
-from .wire import AwsError, empty_response, modelled_error
+from .wire import AwsError, conflict, empty_response, modelled_error
 
 # The model's Invoke documentation: 6 MB synchronous, 1 MB asynchronous payloads.
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
@@ -60,14 +60,7 @@ def resolve(storage: LambdaStorage, name: str, qualifier: str | None) -> LambdaF
     if capacity_provider_config(fn) is None:
         return fn
     if not _is_qualified(name, qualifier):
-        published = next(
-            (
-                v
-                for v in storage._functions[fn.function_name]["versions"]
-                if str(v.version) == LATEST_PUBLISHED
-            ),
-            None,
-        )
+        published = latest_published(storage._functions[fn.function_name]["versions"])
         if published is None:
             raise modelled_error(
                 "NoPublishedVersionException",
@@ -77,10 +70,9 @@ def resolve(storage: LambdaStorage, name: str, qualifier: str | None) -> LambdaF
         fn = published
     state = state_of(fn)
     if state != "Active":
-        raise modelled_error(
-            "ResourceConflictException",
+        raise conflict(
             "The operation cannot be performed at this time. "
-            f"The function is currently in the following state: {state}",
+            f"The function is currently in the following state: {state}"
         )
     return fn
 

@@ -8,7 +8,6 @@
 //! `scripts/fetch-tools` links `../shared/lambda/bin/aws-lambda-rie`). Starting it needs root
 //! (a mount namespace), as on the machines and CI this runs on.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -78,8 +77,6 @@ pub struct Invocation {
     pub body: Bytes,
     /// How long the invoke took, as the client saw it (retries included).
     pub elapsed: Duration,
-    /// Times the emulator had no free slot (`Runtime.Unavailable`) and the invoke was retried.
-    pub retries: u32,
 }
 
 impl Invocation {
@@ -108,43 +105,19 @@ fn fail(what: impl std::fmt::Display) -> SupportError {
     SupportError::LambdaRuntime(what.to_string())
 }
 
-/// Unpacks `zip` into `dir` with the modes it records.
+/// Unpacks `zip` into `dir` with the modes it records (entries that would escape `dir` are
+/// refused by the zip crate).
 fn unpack(zip: &Path, dir: &Path) -> Result<(), SupportError> {
     let file =
         std::fs::File::open(zip).map_err(|e| fail(format!("open {}: {e}", zip.display())))?;
-    let mut archive =
-        zip::ZipArchive::new(file).map_err(|e| fail(format!("read {}: {e}", zip.display())))?;
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(fail)?;
-        let Some(name) = entry.enclosed_name() else {
-            return Err(fail(format!(
-                "{}: an entry escapes the package",
-                zip.display()
-            )));
-        };
-        let path = dir.join(name);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&path).map_err(fail)?;
-            continue;
-        }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(fail)?;
-        }
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).map_err(fail)?;
-        std::fs::write(&path, data).map_err(fail)?;
-        if let Some(mode) = entry.unix_mode() {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777))
-                .map_err(fail)?;
-        }
-    }
-    Ok(())
+    zip::ZipArchive::new(file)
+        .and_then(|mut archive| archive.extract(dir))
+        .map_err(|e| fail(format!("unpack {}: {e}", zip.display())))
 }
 
 fn free_address() -> Result<SocketAddr, SupportError> {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
+    crate::process::free_port()
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
         .map_err(|e| fail(format!("find a free port: {e}")))
 }
 
@@ -228,6 +201,7 @@ impl ExecutionEnvironment {
                 "-c".into(),
                 script,
             ],
+            &[],
             dir.path().join("rie.log"),
         )?;
         Ok(ExecutionEnvironment {
@@ -266,7 +240,7 @@ impl ExecutionEnvironment {
     /// answers `Runtime.Unavailable` at once when none is (it has no queue). Lambda's front end
     /// does not send an invocation to an environment without a free slot either: it throttles,
     /// and the SDKs retry. So does this client: it retries `Runtime.Unavailable` with a short
-    /// backoff for up to [`UNAVAILABLE_PATIENCE`], and counts the retries.
+    /// backoff for up to [`UNAVAILABLE_PATIENCE`].
     pub async fn invoke(&self, payload: &[u8]) -> Result<Invocation, SupportError> {
         let start = Instant::now();
         let mut retries = 0u32;
@@ -282,7 +256,6 @@ impl ExecutionEnvironment {
                     status,
                     body,
                     elapsed: start.elapsed(),
-                    retries,
                 });
             }
             retries += 1;

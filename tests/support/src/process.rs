@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use crate::error::SupportError;
 
@@ -54,12 +53,21 @@ fn setpriv() -> Option<&'static Path> {
         .as_deref()
 }
 
+/// A port nothing listens on at the moment, on 127.0.0.1.
+pub(crate) fn free_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()
+        .map(|a| a.port())
+}
+
 impl Supervised {
-    /// Starts `program` with `args`, its output appended to `log`.
+    /// Starts `program` with `args` and the extra environment `env`, its output appended to
+    /// `log`.
     pub fn start(
         name: &str,
         program: &Path,
         args: &[String],
+        env: &[(&str, &str)],
         log: PathBuf,
     ) -> Result<Supervised, SupportError> {
         let fail = |e: std::io::Error| {
@@ -81,9 +89,7 @@ impl Supervised {
         };
         command
             .args(args)
-            // Fewer garbage collections while the API server builds its caches: about a sixth
-            // less CPU to start, at the price of memory tests have.
-            .env("GOGC", "400")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -115,23 +121,6 @@ impl Supervised {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
-    /// SIGTERM, then SIGKILL of the whole group after `grace`; waits for it.
-    pub fn stop(&mut self, grace: Duration) {
-        if self.exited().is_some() {
-            return;
-        }
-        let group = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill();
     }
 
     /// SIGKILL of the whole group; waits for it.

@@ -133,15 +133,9 @@ impl Inner {
         let started = Instant::now();
         let catalog = self.engine.catalog();
         let max_top_k = self.config.max_top_k;
-        let payload: Value = match serde_json::from_slice(body) {
+        let payload = match request::json(body, "the event") {
             Ok(payload) => payload,
             Err(e) => {
-                let e = ApiError::client(
-                    400,
-                    "InvalidJson",
-                    None,
-                    format!("the event is not valid JSON: {e}; send the query as a JSON object"),
-                );
                 self.record_error(&e, request_id);
                 return Err(FunctionError(e));
             }

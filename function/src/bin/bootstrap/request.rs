@@ -213,15 +213,20 @@ impl ApiError {
 
 /// Parses a request body (JSON text, from an HTTP event): syntax first, then the fields.
 pub fn parse_text(body: &str, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, ApiError> {
-    let value: Value = serde_json::from_str(body).map_err(|e| {
+    let value = json(body.as_bytes(), "request body")?;
+    parse_value(&value, catalog, max_top_k)
+}
+
+/// `bytes` read as JSON, or the `InvalidJson` error saying where the syntax of `what` broke.
+pub fn json(bytes: &[u8], what: &str) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
         ApiError::client(
             400,
             "InvalidJson",
             None,
-            format!("request body is not valid JSON: {e}"),
+            format!("{what} is not valid JSON: {e}; send the query as a JSON object"),
         )
-    })?;
-    parse_value(&value, catalog, max_top_k)
+    })
 }
 
 /// Parses a request event (a direct invocation's JSON).

@@ -38,7 +38,6 @@ pub struct ApiFault {
     times: u32,
     method: Option<Method>,
     path_contains: Option<String>,
-    include_watches: bool,
 }
 
 impl ApiFault {
@@ -49,7 +48,6 @@ impl ApiFault {
             times: 1,
             method: None,
             path_contains: None,
-            include_watches: false,
         }
     }
 
@@ -71,14 +69,8 @@ impl ApiFault {
         self
     }
 
-    /// Watch requests too (skipped by default: a failed watch is only retried).
-    pub fn include_watches(mut self) -> Self {
-        self.include_watches = true;
-        self
-    }
-
     fn matches(&self, method: &Method, uri: &Uri, watch: bool) -> bool {
-        (self.include_watches || !watch)
+        !watch
             && self.method.as_ref().is_none_or(|m| m == method)
             && self
                 .path_contains
@@ -167,11 +159,6 @@ impl KubeProxy {
     /// Answers matching requests with an error.
     pub fn inject(&self, fault: ApiFault) {
         self.shared.state().faults.push(fault);
-    }
-
-    /// The next `n` requests (watches aside) fail with `status`.
-    pub fn fail_next(&self, n: u32, status: u16) {
-        self.inject(ApiFault::status(status).times(n));
     }
 
     /// Delays every request by `latency`.

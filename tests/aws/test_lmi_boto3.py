@@ -44,9 +44,18 @@ def start_emulator(env: dict[str, str] | None = None) -> tuple[subprocess.Popen,
     return process, line.split()[-1]
 
 
+# AWS's capacity-provider request rates (1 write, 15 reads per second) are the emulator's
+# defaults; these tests' clients do not retry, so the rate tests below set the rates themselves
+# and every other test runs with them lifted.
+NO_RATE_LIMITS = {
+    "LMI_EMULATOR_CAPACITY_PROVIDER_READS_PER_SECOND": "0",
+    "LMI_EMULATOR_CAPACITY_PROVIDER_WRITES_PER_SECOND": "0",
+}
+
+
 @pytest.fixture(scope="module")
 def endpoint():
-    process, url = start_emulator()
+    process, url = start_emulator({**os.environ, **NO_RATE_LIMITS})
     yield url
     process.stdin.close()  # --exit-with-stdin: it stops its execution environments and exits
     try:
@@ -56,14 +65,18 @@ def endpoint():
         process.wait()
 
 
-def client(endpoint: str, service: str, validate: bool = True):
+def client(endpoint: str, service: str, validate: bool = True, attempts: int = 1):
+    """A client that makes `attempts` attempts (1: every error reaches the test)."""
     return boto3.client(
         service,
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
-        config=Config(parameter_validation=validate, retries={"max_attempts": 1}),
+        config=Config(
+            parameter_validation=validate,
+            retries={"total_max_attempts": attempts, "mode": "standard"},
+        ),
     )
 
 
@@ -93,7 +106,9 @@ def control(endpoint):
         {
             "StateDelaySeconds": 0,
             "MaxCapacityProviders": 1000,
-            "MaxVersionsPerCapacityProvider": 1000,
+            "MaxVersionsPerCapacityProvider": 100,
+            "CapacityProviderReadsPerSecond": 0,
+            "CapacityProviderWritesPerSecond": 0,
         },
     )
 
@@ -139,14 +154,19 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def create_provider(lam, network, name=None, **extra):
-    request = {
+def provider_request(network, name=None, **extra):
+    return {
         "CapacityProviderName": name or unique("cp"),
         "VpcConfig": {"SubnetIds": network["subnets"], "SecurityGroupIds": [network["group"]]},
         "PermissionsConfig": {"CapacityProviderOperatorRoleArn": ROLE},
         **extra,
     }
-    return lam.create_capacity_provider(**request)["CapacityProvider"]
+
+
+def create_provider(lam, network, name=None, **extra):
+    return lam.create_capacity_provider(**provider_request(network, name, **extra))[
+        "CapacityProvider"
+    ]
 
 
 def create_function(lam, role, provider_arn, name=None, **extra):
@@ -496,17 +516,70 @@ def test_function_capacity_provider_config_is_validated(lam, raw_lambda, network
         )
 
 
-def test_function_cannot_move_to_another_provider(lam, network, function_role):
+def test_function_moves_to_another_provider_and_its_versions_stay(lam, network, function_role):
     first = create_provider(lam, network)["CapacityProviderArn"]
     second = create_provider(lam, network)["CapacityProviderArn"]
-    name = create_function(lam, function_role, first)["FunctionName"]
-    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="cannot be changed"):
+    created = create_function(lam, function_role, first)
+    name = created["FunctionName"]
+    lam.publish_version(FunctionName=name)
+    moved = lam.update_function_configuration(
+        FunctionName=name,
+        CapacityProviderConfig={
+            "LambdaManagedInstancesCapacityProviderConfig": {"CapacityProviderArn": second}
+        },
+    )
+    assert moved["FunctionArn"] == created["FunctionArn"]
+    inner = moved["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"]
+    assert inner["CapacityProviderArn"] == second
+    published = lam.publish_version(FunctionName=name)
+    assert published["Version"] == "2"
+
+    def on(provider):
+        listed = lam.list_function_versions_by_capacity_provider(CapacityProviderName=provider)
+        return sorted(v["FunctionArn"].rsplit(":", 1)[-1] for v in listed["FunctionVersions"])
+
+    assert on(first) == ["1"]
+    assert on(second) == ["$LATEST", "2"]
+
+
+def test_function_cannot_move_onto_a_provider(lam, network, function_role):
+    provider = create_provider(lam, network)["CapacityProviderArn"]
+    plain = lam.create_function(
+        FunctionName=unique("plain"),
+        Role=function_role,
+        Runtime="provided.al2023",
+        Handler="bootstrap",
+        Code={"ZipFile": b"zip"},
+    )["FunctionName"]
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="move onto"):
         lam.update_function_configuration(
-            FunctionName=name,
+            FunctionName=plain,
             CapacityProviderConfig={
-                "LambdaManagedInstancesCapacityProviderConfig": {"CapacityProviderArn": second}
+                "LambdaManagedInstancesCapacityProviderConfig": {"CapacityProviderArn": provider}
             },
         )
+
+
+def test_moving_to_a_full_provider_is_its_version_limit(lam, network, function_role, control):
+    first = create_provider(lam, network)["CapacityProviderArn"]
+    second = create_provider(lam, network)["CapacityProviderArn"]
+    create_function(lam, function_role, second)
+    name = create_function(lam, function_role, first)["FunctionName"]
+    control("config", {"MaxVersionsPerCapacityProvider": 1})
+    try:
+        with pytest.raises(
+            lam.exceptions.FunctionVersionsPerCapacityProviderLimitExceededException
+        ):
+            lam.update_function_configuration(
+                FunctionName=name,
+                CapacityProviderConfig={
+                    "LambdaManagedInstancesCapacityProviderConfig": {
+                        "CapacityProviderArn": second
+                    }
+                },
+            )
+    finally:
+        control("config", {"MaxVersionsPerCapacityProvider": 100})
 
 
 def test_function_on_a_pending_provider_is_a_conflict(lam, network, function_role, control):
@@ -635,12 +708,15 @@ def test_versions_per_provider_limit(lam, network, function_role, control):
         lam.publish_version(FunctionName=name)
 
 
-def test_function_scaling_config_requested_and_applied(lam, network, function_role, control):
+def test_function_scaling_config_requested_while_settling_then_applied(
+    lam, network, function_role, control
+):
     arn = create_provider(lam, network)["CapacityProviderArn"]
     name = create_function(lam, function_role, arn)["FunctionName"]
     lam.publish_version(FunctionName=name)
     before = lam.get_function_scaling_config(FunctionName=name, Qualifier="1")
     assert "RequestedFunctionScalingConfig" not in before
+    assert "AppliedFunctionScalingConfig" not in before
 
     put = lam.put_function_scaling_config(
         FunctionName=name,
@@ -648,13 +724,23 @@ def test_function_scaling_config_requested_and_applied(lam, network, function_ro
         FunctionScalingConfig={"MinExecutionEnvironments": 3, "MaxExecutionEnvironments": 30},
     )
     assert put["FunctionState"] == "Active"
+    settled = lam.get_function_scaling_config(FunctionName=name, Qualifier="1")
+    # settled at once (delay 0): the values are applied and no longer reported as requested
+    assert "RequestedFunctionScalingConfig" not in settled
+    assert settled["AppliedFunctionScalingConfig"] == {
+        "MinExecutionEnvironments": 3,
+        "MaxExecutionEnvironments": 30,
+    }
     control("config", {"StateDelaySeconds": 30})
-    lam.put_function_scaling_config(
-        FunctionName=name,
-        Qualifier="1",
-        FunctionScalingConfig={"MinExecutionEnvironments": 5, "MaxExecutionEnvironments": 50},
-    )
-    got = lam.get_function_scaling_config(FunctionName=name, Qualifier="1")
+    try:
+        lam.put_function_scaling_config(
+            FunctionName=name,
+            Qualifier="1",
+            FunctionScalingConfig={"MinExecutionEnvironments": 5, "MaxExecutionEnvironments": 50},
+        )
+        got = lam.get_function_scaling_config(FunctionName=name, Qualifier="1")
+    finally:
+        control("config", {"StateDelaySeconds": 0})
     assert got["FunctionArn"].endswith(f"function:{name}:1")
     assert got["RequestedFunctionScalingConfig"] == {
         "MinExecutionEnvironments": 5,
@@ -664,6 +750,31 @@ def test_function_scaling_config_requested_and_applied(lam, network, function_ro
         "MinExecutionEnvironments": 3,
         "MaxExecutionEnvironments": 30,
     }
+
+
+def test_function_scaling_put_on_a_pending_version_is_a_conflict(
+    lam, network, function_role, control
+):
+    arn = create_provider(lam, network)["CapacityProviderArn"]
+    name = create_function(lam, function_role, arn)["FunctionName"]
+    control("config", {"StateDelaySeconds": 0.5})
+    try:
+        lam.publish_version(FunctionName=name)
+        assert lam.get_function_configuration(FunctionName=name, Qualifier="1")["State"] == (
+            "Pending"
+        )
+        with pytest.raises(lam.exceptions.ResourceConflictException, match="Pending"):
+            lam.put_function_scaling_config(
+                FunctionName=name,
+                Qualifier="1",
+                FunctionScalingConfig={"MaxExecutionEnvironments": 5},
+            )
+    finally:
+        control("config", {"StateDelaySeconds": 0})
+    time.sleep(0.6)  # Active now: the put is accepted
+    lam.put_function_scaling_config(
+        FunctionName=name, Qualifier="1", FunctionScalingConfig={"MaxExecutionEnvironments": 5}
+    )
 
 
 def test_function_scaling_config_errors(lam, raw_lambda, network, function_role):
@@ -703,10 +814,92 @@ def test_forced_failed_version_state(lam, network, function_role, control):
     arn = create_provider(lam, network)["CapacityProviderArn"]
     name = create_function(lam, function_role, arn)["FunctionName"]
     lam.publish_version(FunctionName=name)
-    control("state", {"FunctionName": name, "Qualifier": "1", "State": "Failed"})
-    assert lam.get_function_configuration(FunctionName=name, Qualifier="1")["State"] == "Failed"
+    control(
+        "state",
+        {
+            "FunctionName": name,
+            "Qualifier": "1",
+            "State": "Failed",
+            "StateReasonCode": "InsufficientCapacity",
+            "StateReason": "No capacity for the instance types of the provider.",
+        },
+    )
+    failed = lam.get_function_configuration(FunctionName=name, Qualifier="1")
+    assert failed["State"] == "Failed"
+    assert failed["StateReasonCode"] == "InsufficientCapacity"
+    assert failed["StateReason"].startswith("No capacity")
     control("state", {"FunctionName": name, "Qualifier": "1", "State": None})
-    assert lam.get_function_configuration(FunctionName=name, Qualifier="1")["State"] == "Active"
+    active = lam.get_function_configuration(FunctionName=name, Qualifier="1")
+    assert active["State"] == "Active"
+    assert "StateReasonCode" not in active
+
+
+def test_quotas_and_rates_default_to_awss_figures():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LMI_EMULATOR_")}
+    process, url = start_emulator(env)
+    try:
+        request = urllib.request.Request(f"{url}/moto-api/lmi/config", data=b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            defaults = json.load(answer)
+    finally:
+        process.stdin.close()
+        process.wait(10)
+    assert defaults["CapacityProviderReadsPerSecond"] == 15
+    assert defaults["CapacityProviderWritesPerSecond"] == 1
+    assert defaults["MaxVersionsPerCapacityProvider"] == 100
+    assert defaults["MaxCapacityProviders"] == 1000
+
+
+def test_capacity_provider_writes_beyond_one_per_second_are_throttled(
+    lam, raw_lambda, network, control
+):
+    control("config", {"CapacityProviderWritesPerSecond": 1})
+    first = unique("rate")
+    raw_lambda.create_capacity_provider(**provider_request(network, first))
+    with pytest.raises(raw_lambda.exceptions.TooManyRequestsException) as excinfo:
+        raw_lambda.create_capacity_provider(**provider_request(network, unique("rate")))
+    error = excinfo.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert error["Reason"] == "CallerRateLimitExceeded"
+    assert int(error["ResponseMetadata"]["HTTPHeaders"]["retry-after"]) >= 1
+    # updates and deletes share the write rate; reads have their own
+    with pytest.raises(raw_lambda.exceptions.TooManyRequestsException):
+        raw_lambda.delete_capacity_provider(CapacityProviderName=first)
+    raw_lambda.get_capacity_provider(CapacityProviderName=first)
+    time.sleep(1.05)
+    try:
+        raw_lambda.delete_capacity_provider(CapacityProviderName=first)
+    finally:
+        control("config", {"CapacityProviderWritesPerSecond": 0})
+
+
+def test_capacity_provider_reads_beyond_fifteen_per_second_are_throttled(
+    endpoint, lam, network, control
+):
+    arn = create_provider(lam, network)["CapacityProviderArn"]
+    control("config", {"CapacityProviderReadsPerSecond": 15})  # resets the buckets
+    clients = [client(endpoint, "lambda") for _ in range(8)]
+    reads = [
+        lambda c: c.get_capacity_provider(CapacityProviderName=arn),
+        lambda c: c.list_capacity_providers(),
+        lambda c: c.list_function_versions_by_capacity_provider(CapacityProviderName=arn),
+    ]
+
+    def read(i):
+        try:
+            reads[i % 3](clients[i % 8])
+            return "ok"
+        except clients[0].exceptions.TooManyRequestsException:
+            return "throttled"
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(read, range(60)))
+    elapsed = time.monotonic() - started
+    # the three read operations share one bucket: a burst of 15, then 15 per second
+    assert outcomes.count("ok") >= 15
+    assert outcomes.count("ok") <= 15 + 15 * elapsed + 1
+    assert "throttled" in outcomes
 
 
 # --- Invoke: published versions run under AWS's Runtime Interface Emulator --------------------
@@ -978,7 +1171,8 @@ def test_a_runtime_that_exits_is_replaced_by_a_new_environment(
 def test_concurrent_invokes_overlap_in_one_environment(endpoint, lam, network, function_role):
     name = runtime_function(lam, network, function_role, concurrency=4)
     lam.publish_version(FunctionName=name)
-    clients = [client(endpoint, "lambda") for _ in range(4)]
+    # a worker that has not polled yet answers 429, which callers retry
+    clients = [client(endpoint, "lambda", attempts=5) for _ in range(4)]
 
     def call(c):
         return payload(c.invoke(FunctionName=name, Qualifier="1", Payload=b'{"wait_for": 4}'))

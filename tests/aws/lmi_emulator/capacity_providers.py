@@ -8,7 +8,9 @@ Validation beyond the model's shapes, as Lambda does it:
 - scaling: ``Manual`` needs scaling policies, ``Auto`` takes none;
 - names are unique per account and region (a provider being deleted still holds its name);
 - a provider with attached function versions cannot be deleted;
-- only scaling, tag propagation and telemetry can be updated.
+- only scaling, tag propagation and telemetry can be updated;
+- every operation here counts against the account's capacity-provider read or write rate
+  (``limits``): over it, ``TooManyRequestsException``.
 """
 
 from __future__ import annotations
@@ -323,11 +325,35 @@ def paginate(
 _MARKER_PREFIX = "lmi-marker:"
 
 
+def rate_limited(
+    kind: str, handler: Callable[[LambdaResponse], TYPE_RESPONSE]
+) -> Callable[[LambdaResponse], TYPE_RESPONSE]:
+    """``handler``, refused with ``TooManyRequestsException`` beyond the account's rate for
+    capacity-provider ``kind`` (read or write) operations."""
+
+    def limited(self: LambdaResponse) -> TYPE_RESPONSE:
+        account, region = account_region(self)
+        wait = limits.take(account, region, kind)
+        if wait is not None:
+            raise modelled_error(
+                "TooManyRequestsException",
+                f"Rate exceeded: capacity provider {kind} APIs allow "
+                f"{limits.rate(kind):g} requests per second combined.",
+                members={"Reason": "CallerRateLimitExceeded"},
+                headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+            )
+        return handler(self)
+
+    return limited
+
+
 OPERATIONS = {
-    "CreateCapacityProvider": create_capacity_provider,
-    "GetCapacityProvider": get_capacity_provider,
-    "ListCapacityProviders": list_capacity_providers,
-    "UpdateCapacityProvider": update_capacity_provider,
-    "DeleteCapacityProvider": delete_capacity_provider,
-    "ListFunctionVersionsByCapacityProvider": list_function_versions_by_capacity_provider,
+    "CreateCapacityProvider": rate_limited(limits.WRITE, create_capacity_provider),
+    "GetCapacityProvider": rate_limited(limits.READ, get_capacity_provider),
+    "ListCapacityProviders": rate_limited(limits.READ, list_capacity_providers),
+    "UpdateCapacityProvider": rate_limited(limits.WRITE, update_capacity_provider),
+    "DeleteCapacityProvider": rate_limited(limits.WRITE, delete_capacity_provider),
+    "ListFunctionVersionsByCapacityProvider": rate_limited(
+        limits.READ, list_function_versions_by_capacity_provider
+    ),
 }

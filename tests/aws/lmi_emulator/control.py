@@ -1,14 +1,17 @@
 """Test controls, served unsigned under ``/moto-api/lmi/`` (moto's own control namespace).
 
 ``POST /moto-api/lmi/config`` with any of
-    {"StateDelaySeconds": 2.5, "MaxCapacityProviders": 3, "MaxVersionsPerCapacityProvider": 10}
-changes the settings and answers all of them.
+    {"StateDelaySeconds": 2.5, "MaxCapacityProviders": 3, "MaxVersionsPerCapacityProvider": 10,
+     "CapacityProviderReadsPerSecond": 15, "CapacityProviderWritesPerSecond": 1}
+changes the settings and answers all of them (a rate of 0: no limit).
 
 ``POST /moto-api/lmi/state`` forces a state that AWS would reach by itself, e.g. a provider or a
 version that failed:
     {"CapacityProviderName": "cp", "State": "Failed"}
-    {"FunctionName": "fn", "Qualifier": "3", "State": "Failed"}
-``"State": null`` returns the resource to its natural lifecycle. ``Account`` (default
+    {"FunctionName": "fn", "Qualifier": "3", "State": "Failed",
+     "StateReasonCode": "InsufficientCapacity", "StateReason": "..."}
+(a version's ``StateReasonCode`` and ``StateReason`` are reported while the forced state holds;
+any string is taken, so a test can send a code a future model adds). ``"State": null`` returns the resource to its natural lifecycle. ``Account`` (default
 123456789012) and ``Region`` (default us-east-1) pick the resource's home.
 
 Execution environments of invoked versions (see ``environments``):
@@ -50,6 +53,10 @@ def _body(request: Any) -> dict[str, Any]:
     return body
 
 
+def _optional_float(body: dict[str, Any], member: str) -> float | None:
+    return float(body[member]) if member in body else None
+
+
 def config(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
     try:
         body = _body(request)
@@ -62,6 +69,10 @@ def config(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, st
                 limits.max_versions_per_capacity_provider = int(
                     body["MaxVersionsPerCapacityProvider"]
                 )
+            limits.set_rates(
+                reads=_optional_float(body, "CapacityProviderReadsPerSecond"),
+                writes=_optional_float(body, "CapacityProviderWritesPerSecond"),
+            )
     except (ValueError, TypeError) as error:
         return _reply(400, {"message": str(error)})
     return _reply(
@@ -70,6 +81,8 @@ def config(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, st
             "StateDelaySeconds": lifecycle.delay(),
             "MaxCapacityProviders": limits.max_capacity_providers,
             "MaxVersionsPerCapacityProvider": limits.max_versions_per_capacity_provider,
+            "CapacityProviderReadsPerSecond": limits.capacity_provider_reads_per_second,
+            "CapacityProviderWritesPerSecond": limits.capacity_provider_writes_per_second,
         },
     )
 
@@ -107,6 +120,9 @@ def state(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str
             if settling is None:
                 return _reply(400, {"message": "the function does not run on a capacity provider"})
             settling.forced = forced
+            fn.lmi_forced_reason = (
+                (body.get("StateReasonCode"), body.get("StateReason")) if forced else None
+            )
             return _reply(200, {"State": settling.current()})
     return _reply(400, {"message": "name a CapacityProviderName or a FunctionName"})
 

@@ -2,8 +2,10 @@
 
 - CreateFunction / UpdateFunctionConfiguration: ``CapacityProviderConfig`` is validated (shape,
   the provider exists and is Active, memory per vCPU is 2, 4 or 8 GiB) and kept (see
-  ``function_state``). Once created, a function cannot move between capacity providers or on or
-  off one.
+  ``function_state``). A function can move to another capacity provider with
+  UpdateFunctionConfiguration (CloudFormation's ``AWS::Lambda::Function``
+  ``CapacityProviderConfig``: "Update requires: No interruption"); the versions it published stay
+  on the provider they were published on. It cannot move on or off capacity providers.
 - CreateFunction / UpdateFunctionCode from S3: a missing bucket or object is
   ``InvalidParameterValueException`` (moto only checks the bucket and otherwise creates the
   function with empty code).
@@ -169,12 +171,13 @@ def update_function_configuration(self: LambdaResponse) -> TYPE_RESPONSE:
                 account, region, config, "UpdateFunctionConfigurationRequest"
             )
             new_arn = config["LambdaManagedInstancesCapacityProviderConfig"]["CapacityProviderArn"]
-            if capacity_provider_arn(fn) != new_arn:
-                current = capacity_provider_arn(fn) or "no capacity provider"
+            if capacity_provider_arn(fn) is None:
                 raise invalid_parameter(
-                    "The capacity provider of a function cannot be changed; "
-                    f"{function_name} runs on {current}."
+                    f"{function_name} does not run on a capacity provider; a function cannot "
+                    "move onto one."
                 )
+            if capacity_provider_arn(fn) != new_arn:
+                check_version_limit(account, region, new_arn)
         return _original_update_function_configuration(self)
 
 

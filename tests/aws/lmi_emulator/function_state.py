@@ -70,6 +70,7 @@ def start_settling(fn: LambdaFunction) -> None:
         return
     settled = "ActiveNonInvocable" if str(fn.version) == "$LATEST" else "Active"
     fn.lmi_state = Settling.start("Pending", settled)
+    fn.lmi_forced_reason = None
 
 
 def set_capacity_provider_config(fn: LambdaFunction, config: dict[str, Any] | None) -> None:
@@ -102,6 +103,11 @@ def _get_configuration(self: LambdaFunction, on_create: bool = False) -> dict[st
         if config["State"] == "Pending":
             config["StateReason"] = "The function is being created."
             config["StateReasonCode"] = "Creating"
+        code, reason = getattr(self, "lmi_forced_reason", None) or (None, None)
+        if code is not None:
+            config["StateReasonCode"] = code
+        if reason is not None:
+            config["StateReason"] = reason
     return config
 
 

@@ -5,6 +5,16 @@ The config belongs to a published version (``Qualifier``: a version number or
 (``RequestedFunctionScalingConfig``) and what is in force (``AppliedFunctionScalingConfig``); here
 a put is applied once the state delay has passed (at once with the default delay of 0).
 A version that was never given a config reports neither.
+
+As AWS reports it: ``RequestedFunctionScalingConfig`` only while a change settles; once in effect
+the values move to ``AppliedFunctionScalingConfig`` and the requested member is cleared
+(Terraform AWS provider, ``function_scaling_config_test.go``: "AWS reports the values under
+RequestedFunctionScalingConfig while a change settles and moves them to
+AppliedFunctionScalingConfig once in effect, clearing the other"; its resource waits for the
+requested member to be nil). A put on a version that is not ``Active`` yet (still ``Pending``) is
+``ResourceConflictException``, the model's error for an operation on a resource that is
+stabilising (Lambda developer guide, "Lambda function states": operations on a function while
+it is ``Pending`` fail).
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from .attachments import lambda_backend
 from .function_state import capacity_provider_config, state_of
 from .incoming import account_region, operation_input
 from .lifecycle import LOCK, Settling
-from .wire import invalid_parameter, json_response
+from .wire import conflict, invalid_parameter, json_response
 
 
 @dataclass
@@ -63,6 +73,12 @@ def put_function_scaling_config(self: LambdaResponse) -> TYPE_RESPONSE:
         )
     with LOCK:
         fn = _version(self, params)
+        state = state_of(fn)
+        if state == "Pending":
+            raise conflict(
+                "The operation cannot be performed at this time. The function is currently in "
+                f"the following state: {state}"
+            )
         current = _scaling(fn)
         fn.lmi_scaling_config = ScalingConfig(
             requested=requested,
@@ -77,11 +93,12 @@ def get_function_scaling_config(self: LambdaResponse) -> TYPE_RESPONSE:
     with LOCK:
         fn = _version(self, params)
         scaling = _scaling(fn)
+        settling = scaling is not None and not scaling.settling.has_settled()
         return json_response(
             200,
             {
                 "FunctionArn": fn.function_arn,
-                "RequestedFunctionScalingConfig": scaling.requested if scaling else None,
+                "RequestedFunctionScalingConfig": scaling.requested if settling else None,
                 "AppliedFunctionScalingConfig": scaling.applied() if scaling else None,
             },
         )

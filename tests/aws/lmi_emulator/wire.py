@@ -30,30 +30,49 @@ class AwsError(HTTPException):
     """An error answered in Lambda's wire format. moto's dispatcher serialises any
     ``HTTPException`` raised by a handler from ``code``, ``get_headers()`` and ``description``."""
 
-    def __init__(self, error_type: str, message: str, status: int, fault: str = "User"):
+    def __init__(
+        self,
+        error_type: str,
+        message: str,
+        status: int,
+        fault: str = "User",
+        members: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__()
         self.code = status
         self.error_type = error_type
         self.message = message
         member = "Message" if error_type in _CAPITALISED_MESSAGE else "message"
-        body: dict[str, Any] = {member: message}
+        body: dict[str, Any] = {member: message, **(members or {})}
         if error_type != "ValidationException":
             body = {"Type": fault, **body}
         self.description = json.dumps(body)
+        self.extra_headers = dict(headers or {})
 
     def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
-        return [("x-amzn-errortype", self.error_type), ("Content-Type", "application/json")]
+        return [
+            ("x-amzn-errortype", self.error_type),
+            ("Content-Type", "application/json"),
+            *self.extra_headers.items(),
+        ]
 
     def __str__(self) -> str:
         return f"{self.error_type}: {self.message}"
 
 
-def modelled_error(error_type: str, message: str) -> AwsError:
-    """An error whose status comes from the model's error shape (e.g. 409 for conflicts)."""
+def modelled_error(
+    error_type: str,
+    message: str,
+    members: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> AwsError:
+    """An error whose status comes from the model's error shape (e.g. 409 for conflicts), with
+    any further body ``members`` and ``headers`` the shape has."""
     shape = MODEL.shape_for(error_type)
     status = shape.metadata["error"]["httpStatusCode"]
     fault = "Service" if status >= 500 else "User"
-    return AwsError(error_type, message, status, fault)
+    return AwsError(error_type, message, status, fault, members, headers)
 
 
 def invalid_parameter(message: str) -> AwsError:

@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::aws::rate::RateMetrics;
+
 /// Labels: the kind reconciled.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -56,6 +58,8 @@ pub struct Metrics {
     pub aws_calls: Family<AwsCallLabels, Counter>,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
+    /// Waits for the client-side AWS request rates (`crate::aws::rate`).
+    pub aws_rates: RateMetrics,
 }
 
 impl Default for Metrics {
@@ -69,6 +73,7 @@ impl Default for Metrics {
             drift: Family::default(),
             aws_calls: Family::default(),
             leader: Gauge::default(),
+            aws_rates: RateMetrics::default(),
         }
     }
 }
@@ -101,6 +106,16 @@ impl Metrics {
             "aws_calls",
             "AWS API calls by service, operation and outcome",
             self.aws_calls.clone(),
+        );
+        r.register(
+            "aws_rate_limit_waits",
+            "AWS calls that waited for the client-side request rate, by bucket",
+            self.aws_rates.waits.clone(),
+        );
+        r.register(
+            "aws_rate_limit_wait_seconds",
+            "Seconds AWS calls waited for the client-side request rate, by bucket",
+            self.aws_rates.wait_seconds.clone(),
         );
         r.register(
             "leader",

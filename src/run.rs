@@ -19,8 +19,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::api::conditions::READY;
 use crate::api::{CapacityProvider, SimilarityFunction};
+use crate::aws::rate::AwsRates;
 use crate::controller::conditions::is_true_for;
-use crate::controller::similarity_function::admission::needs_siblings;
 use crate::controller::{Config, Context, Error, capacity_provider, similarity_function};
 use crate::identity;
 use crate::metrics::Metrics;
@@ -73,6 +73,34 @@ pub struct RunArgs {
     )]
     pub handler_dir: PathBuf,
 
+    /// Capacity-provider read requests per second (Get, List, ListFunctionVersionsBy…), for the
+    /// account and region, all reconciles together. AWS allows 15, not adjustable; 0: no limit.
+    #[arg(long, env = "LMI_AWS_CAPACITY_PROVIDER_READS_PER_SECOND", default_value_t = AwsRates::default().capacity_provider_reads)]
+    pub aws_capacity_provider_reads_per_second: f64,
+
+    /// Capacity-provider write requests per second (Create, Update, Delete). AWS allows 1, not
+    /// adjustable; 0: no limit.
+    #[arg(long, env = "LMI_AWS_CAPACITY_PROVIDER_WRITES_PER_SECOND", default_value_t = AwsRates::default().capacity_provider_writes)]
+    pub aws_capacity_provider_writes_per_second: f64,
+
+    /// Lambda control-plane requests per second other than GetFunction (functions, versions,
+    /// scaling, tags). AWS allows 15 per account and region; 0: no limit.
+    #[arg(long, env = "LMI_AWS_CONTROL_PLANE_PER_SECOND", default_value_t = AwsRates::default().control_plane)]
+    pub aws_control_plane_per_second: f64,
+
+    /// Function versions AWS allows on one capacity provider (100, not adjustable): the
+    /// budget admission shares among the provider's functions.
+    #[arg(
+        long,
+        env = "LMI_MAX_VERSIONS_PER_CAPACITY_PROVIDER",
+        default_value_t = 100
+    )]
+    pub max_versions_per_capacity_provider: usize,
+
+    /// GetFunction requests per second. AWS allows 100; 0: no limit.
+    #[arg(long, env = "LMI_AWS_GET_FUNCTION_PER_SECOND", default_value_t = AwsRates::default().get_function)]
+    pub aws_get_function_per_second: f64,
+
     /// Log format: `json` (default, for log pipelines) or `text`.
     #[arg(long, env = "LMI_LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
@@ -101,6 +129,13 @@ impl RunArgs {
             resync_interval: self.resync_interval,
             pending_interval: self.pending_interval,
             handler_dir: self.handler_dir.clone(),
+            max_versions_per_capacity_provider: self.max_versions_per_capacity_provider,
+            aws_rates: AwsRates {
+                capacity_provider_reads: self.aws_capacity_provider_reads_per_second,
+                capacity_provider_writes: self.aws_capacity_provider_writes_per_second,
+                control_plane: self.aws_control_plane_per_second,
+                get_function: self.aws_get_function_per_second,
+            },
             ..Config::default()
         };
         config.backoff.terminal = self.terminal_retry;
@@ -215,7 +250,6 @@ pub async fn controllers(ctx: Arc<Context>, shutdown: impl Future<Output = ()> +
             Default::default(),
         );
     ctx.readiness.track(capacity_provider::KIND, store.clone());
-    let provider_store = store.clone();
     let provider_controller = Controller::for_stream(own, store)
         .with_config(concurrency(ctx.config.capacity_provider_concurrency))
         .graceful_shutdown_on(shutdown.clone())
@@ -226,10 +260,7 @@ pub async fn controllers(ctx: Arc<Context>, shutdown: impl Future<Output = ()> +
                 Err(error) => tracing::debug!(%error, "reconcile did not finish"),
             }
         });
-    futures::join!(
-        provider_controller,
-        run_functions(ctx, provider_store, shutdown)
-    );
+    futures::join!(provider_controller, run_functions(ctx, shutdown));
 }
 
 type GuardedFunction = DeserializeGuard<SimilarityFunction>;
@@ -238,14 +269,11 @@ type GuardedFunction = DeserializeGuard<SimilarityFunction>;
 /// finalizers or the deletion mark change (not on its own status writes); a CapacityProvider
 /// wakes the functions that reference it when what admission reads changes; a Namespace wakes
 /// its functions when its labels change; a function whose spec changes or whose deletion starts
-/// wakes the functions created after it on the same provider when a grant there has limits
-/// (they are admitted in creation order, so only they can gain or lose their place). Resyncs
+/// wakes the functions created after it on the same provider (they are admitted in creation
+/// order against the provider's version budget and the grants' limits, so only they can gain or
+/// lose their place). Resyncs
 /// come from the requeue of each reconcile.
-async fn run_functions(
-    ctx: Arc<Context>,
-    provider_store: Store<DeserializeGuard<CapacityProvider>>,
-    shutdown: Shared<BoxFuture<'static, ()>>,
-) {
+async fn run_functions(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let client = ctx.client.clone();
     let functions: Api<GuardedFunction> = Api::all(client.clone());
     let (store, writer) = reflector::store::<GuardedFunction>();
@@ -295,14 +323,9 @@ async fn run_functions(
             let Ok(changed) = changed.0 else {
                 return Vec::new();
             };
+            // The functions created after it on its provider: the provider's version budget and
+            // the grants' limits are shared in creation order.
             let provider = &changed.spec.capacity_provider_ref.name;
-            let limited = provider_store
-                .get(&ObjectRef::new(provider))
-                .and_then(|guard| guard.0.as_ref().ok().map(needs_siblings))
-                .unwrap_or(false);
-            if !limited {
-                return Vec::new();
-            }
             functions_where(&by_sibling, |f| {
                 f.spec.capacity_provider_ref.name == *provider
                     && f.metadata.creation_timestamp > changed.metadata.creation_timestamp

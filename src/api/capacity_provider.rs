@@ -565,6 +565,16 @@ pub enum ProviderState {
     Deleting,
 }
 
+/// Function versions on a provider against AWS's limit.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionQuota {
+    /// Function versions attached now (`$LATEST` included, as AWS counts them).
+    pub used: i64,
+    /// AWS's limit (`--max-versions-per-capacity-provider`).
+    pub limit: i64,
+}
+
 /// Observed state of a CapacityProvider.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -601,6 +611,12 @@ pub struct CapacityProviderStatus {
     /// Function versions attached to this provider (ARNs), as AWS lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub function_versions: Vec<String>,
+
+    /// How many function versions the provider holds against AWS's limit per provider (100,
+    /// not adjustable). Functions are admitted while their versions fit (each needs
+    /// `spec.versions.retain` + 2: `$LATEST` and one being rolled out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_version_quota: Option<VersionQuota>,
 
     /// ARN of the existing capacity provider this object took over (`spec.adopt`). Once set,
     /// `spec.adopt` is no longer considered: a same-named provider that later replaces it is

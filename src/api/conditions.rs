@@ -82,6 +82,11 @@ pub mod reason {
     pub const FUNCTION_NAME_NOT_ALLOWED: &str = "FunctionNameNotAllowed";
     /// The function would take its grant past one of the grant's limits.
     pub const TENANT_LIMIT_EXCEEDED: &str = "TenantLimitExceeded";
+    /// The functions created before this one on its provider hold the provider's function
+    /// versions (AWS allows 100 per provider, not adjustable).
+    pub const VERSION_BUDGET_EXCEEDED: &str = "VersionBudgetExceeded";
+    /// AWS refused a new version: the provider holds as many function versions as AWS allows.
+    pub const VERSION_LIMIT_EXCEEDED: &str = "VersionLimitExceeded";
     /// Function versions are still attached to the capacity provider.
     pub const VERSIONS_ATTACHED: &str = "VersionsAttached";
     /// Nothing blocks deletion.

@@ -93,8 +93,9 @@ pub struct SimilarityFunctionSpec {
 
     /// The CapacityProvider (cluster-scoped) the function runs on. It must be Ready, and one of
     /// its `tenants` grants must admit this namespace and everything this function names
-    /// (role, code, catalog, AWS name). Immutable.
-    #[x_kube(validation = immutable("capacityProviderRef", RECREATE))]
+    /// (role, code, catalog, AWS name). Changing it moves the function: the function (and its
+    /// ARN) stays, its next version is published on the new provider, and the versions on the
+    /// old one are deleted once that version is Active.
     pub capacity_provider_ref: CapacityProviderRef,
 
     /// ARN of the function's execution role (it needs CloudWatch Logs, `s3:GetObject` on the

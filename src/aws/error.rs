@@ -93,6 +93,12 @@ impl AwsError {
         self.class == ErrorClass::NotFound
     }
 
+    /// Whether AWS refused a new function version: the capacity provider holds as many as AWS
+    /// allows.
+    pub fn is_version_limit(&self) -> bool {
+        self.code.as_deref() == Some("FunctionVersionsPerCapacityProviderLimitExceededException")
+    }
+
     /// Whether AWS reported a conflict with the resource's current state.
     pub fn is_conflict(&self) -> bool {
         self.reason == "Conflict"

@@ -12,6 +12,7 @@ use aws_smithy_types::Blob;
 use super::error::AwsError;
 use super::lambda::Lambda;
 use super::model::{CodeSource, FunctionConfig, ObservedFunction, ObservedScaling, ScalingConfig};
+use super::rate::Bucket;
 use crate::api::similarity_function::FunctionState;
 
 /// The plain description of anything shaped like a FunctionConfiguration: the SDK has one
@@ -26,7 +27,9 @@ macro_rules! observed {
             arn: c.function_arn().unwrap_or_default().to_owned(),
             version: c.version().unwrap_or("$LATEST").to_owned(),
             state: c.state().and_then(state),
+            state_name: c.state().map(|s| s.as_str().to_owned()),
             state_reason: c.state_reason().map(str::to_owned),
+            state_reason_code: c.state_reason_code().map(|s| s.as_str().to_owned()),
             last_update_status: c.last_update_status().map(|s| s.as_str().to_owned()),
             last_update_reason: c.last_update_status_reason().map(str::to_owned),
             revision_id: c.revision_id().map(str::to_owned),
@@ -68,6 +71,7 @@ impl Lambda {
     /// The function named `name` (`$LATEST`) with its tags, or `None` when it does not exist.
     pub async fn get_function(&self, name: &str) -> Result<Option<FunctionWithTags>, AwsError> {
         const OP: &str = "GetFunction";
+        self.rates.acquire(Bucket::GetFunction).await;
         match self.client.get_function().function_name(name).send().await {
             Ok(out) => {
                 let config = out
@@ -94,6 +98,7 @@ impl Lambda {
         let mut versions = Vec::new();
         let mut marker = None;
         loop {
+            self.rates.acquire(Bucket::ControlPlane).await;
             let out = self
                 .client
                 .list_versions_by_function()
@@ -126,6 +131,7 @@ impl Lambda {
         tags: &BTreeMap<String, String>,
     ) -> Result<ObservedFunction, AwsError> {
         const OP: &str = "CreateFunction";
+        self.rates.acquire(Bucket::ControlPlane).await;
         let out = self
             .client
             .create_function()
@@ -154,6 +160,7 @@ impl Lambda {
         code: &CodeSource,
         architecture: Option<&str>,
     ) -> Result<ObservedFunction, AwsError> {
+        self.rates.acquire(Bucket::ControlPlane).await;
         let mut request = self
             .client
             .update_function_code()
@@ -184,6 +191,7 @@ impl Lambda {
         config: &FunctionConfig,
     ) -> Result<ObservedFunction, AwsError> {
         const OP: &str = "UpdateFunctionConfiguration";
+        self.rates.acquire(Bucket::ControlPlane).await;
         let out = self
             .client
             .update_function_configuration()
@@ -212,6 +220,7 @@ impl Lambda {
         revision_id: Option<&str>,
         description: &str,
     ) -> Result<ObservedFunction, AwsError> {
+        self.rates.acquire(Bucket::ControlPlane).await;
         let out = self
             .client
             .publish_version()
@@ -231,6 +240,7 @@ impl Lambda {
         name: &str,
         qualifier: &str,
     ) -> Result<Option<ObservedScaling>, AwsError> {
+        self.rates.acquire(Bucket::ControlPlane).await;
         match self
             .client
             .get_function_scaling_config()
@@ -257,6 +267,7 @@ impl Lambda {
         qualifier: &str,
         config: &ScalingConfig,
     ) -> Result<(), AwsError> {
+        self.rates.acquire(Bucket::ControlPlane).await;
         self.client
             .put_function_scaling_config()
             .function_name(name)
@@ -280,6 +291,7 @@ impl Lambda {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<(), AwsError> {
+        self.rates.acquire(Bucket::ControlPlane).await;
         match self
             .client
             .delete_function()

@@ -16,18 +16,21 @@ use super::model::{
     AttachedVersion, ObservedProvider, ProviderConfig, ProviderLogging, ProviderPropagateTags,
     ProviderScaling,
 };
+use super::rate::{Bucket, RateLimits};
 use crate::api::capacity_provider::ProviderState;
 
 /// Lambda calls the controllers make.
 #[derive(Clone, Debug)]
 pub struct Lambda {
     pub(super) client: Client,
+    /// The account-and-region request rates every call waits for.
+    pub(super) rates: RateLimits,
 }
 
 impl Lambda {
-    /// Wraps an SDK client.
-    pub fn new(client: Client) -> Self {
-        Self { client }
+    /// Wraps an SDK client whose calls keep to `rates`.
+    pub fn new(client: Client, rates: RateLimits) -> Self {
+        Self { client, rates }
     }
 
     /// The capacity provider named `name`, or `None` when it does not exist.
@@ -35,6 +38,7 @@ impl Lambda {
         &self,
         name: &str,
     ) -> Result<Option<ObservedProvider>, AwsError> {
+        self.rates.acquire(Bucket::CapacityProviderRead).await;
         match self
             .client
             .get_capacity_provider()
@@ -77,6 +81,7 @@ impl Lambda {
         for t in &config.excluded_instance_types {
             requirements = requirements.excluded_instance_types(t);
         }
+        self.rates.acquire(Bucket::CapacityProviderWrite).await;
         let out = self
             .client
             .create_capacity_provider()
@@ -107,6 +112,7 @@ impl Lambda {
         config: &ProviderConfig,
     ) -> Result<(), AwsError> {
         const OP: &str = "UpdateCapacityProvider";
+        self.rates.acquire(Bucket::CapacityProviderWrite).await;
         self.client
             .update_capacity_provider()
             .capacity_provider_name(name)
@@ -121,6 +127,7 @@ impl Lambda {
 
     /// Deletes a capacity provider; an absent one counts as deleted.
     pub async fn delete_capacity_provider(&self, name: &str) -> Result<(), AwsError> {
+        self.rates.acquire(Bucket::CapacityProviderWrite).await;
         match self
             .client
             .delete_capacity_provider()
@@ -144,6 +151,7 @@ impl Lambda {
         let mut versions = Vec::new();
         let mut marker = None;
         loop {
+            self.rates.acquire(Bucket::CapacityProviderRead).await;
             let out = self
                 .client
                 .list_function_versions_by_capacity_provider()
@@ -165,6 +173,7 @@ impl Lambda {
 
     /// Tags of a Lambda resource (function or capacity provider).
     pub async fn list_tags(&self, arn: &str) -> Result<HashMap<String, String>, AwsError> {
+        self.rates.acquire(Bucket::ControlPlane).await;
         let out = self
             .client
             .list_tags()
@@ -181,6 +190,7 @@ impl Lambda {
         arn: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), AwsError> {
+        self.rates.acquire(Bucket::ControlPlane).await;
         self.client
             .tag_resource()
             .resource(arn)
@@ -193,6 +203,7 @@ impl Lambda {
 
     /// Removes tags from a Lambda resource.
     pub async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), AwsError> {
+        self.rates.acquire(Bucket::ControlPlane).await;
         self.client
             .untag_resource()
             .resource(arn)

@@ -7,6 +7,7 @@ pub mod error;
 pub mod functions;
 pub mod lambda;
 pub mod model;
+pub mod rate;
 
 pub use ec2::Ec2;
 pub use error::{AwsError, ErrorClass};
@@ -25,35 +26,22 @@ pub struct AwsClients {
 
 impl AwsClients {
     /// Clients for the region of `config` (which also carries credentials, retries and an
-    /// endpoint override such as `AWS_ENDPOINT_URL`).
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
-        Self::build(config, None)
-    }
-
-    /// Like [`AwsClients::new`], with every request counted by `counter`.
+    /// endpoint override such as `AWS_ENDPOINT_URL`), every request counted by `counter` and
+    /// Lambda calls kept to `rates` (one set of buckets per account and region: pass new ones
+    /// for each region).
     pub fn with_call_metrics(
         config: &aws_config::SdkConfig,
         counter: call_metrics::AwsCallCounter,
-    ) -> Self {
-        Self::build(config, Some(counter))
-    }
-
-    fn build(
-        config: &aws_config::SdkConfig,
-        counter: Option<call_metrics::AwsCallCounter>,
+        rates: rate::RateLimits,
     ) -> Self {
         let region = config
             .region()
             .map(|r| r.as_ref().to_owned())
             .unwrap_or_else(|| "us-east-1".to_owned());
-        let mut lambda = aws_sdk_lambda::config::Builder::from(config);
-        let mut ec2 = aws_sdk_ec2::config::Builder::from(config);
-        if let Some(counter) = counter {
-            lambda = lambda.interceptor(counter.clone());
-            ec2 = ec2.interceptor(counter);
-        }
+        let lambda = aws_sdk_lambda::config::Builder::from(config).interceptor(counter.clone());
+        let ec2 = aws_sdk_ec2::config::Builder::from(config).interceptor(counter);
         Self {
-            lambda: Lambda::new(aws_sdk_lambda::Client::from_conf(lambda.build())),
+            lambda: Lambda::new(aws_sdk_lambda::Client::from_conf(lambda.build()), rates),
             ec2: Ec2::new(aws_sdk_ec2::Client::from_conf(ec2.build()), region.clone()),
             region,
         }

@@ -117,8 +117,13 @@ pub struct ObservedFunction {
     /// `Pending`, `Active`, … (`None` when AWS reports no state or one the operator does not
     /// know).
     pub state: Option<crate::api::similarity_function::FunctionState>,
+    /// The state as AWS spelt it, also when `state` is `None` because the operator does not
+    /// know it (a state a later API adds), for messages.
+    pub state_name: Option<String>,
     /// Why the state is what it is (AWS's text), for messages.
     pub state_reason: Option<String>,
+    /// AWS's code for the state (`InsufficientCapacity`, `VcpuLimitExceeded`, …).
+    pub state_reason_code: Option<String>,
     /// `Successful`, `InProgress` or `Failed`.
     pub last_update_status: Option<String>,
     /// Why the last update failed (AWS's text), for messages.
@@ -159,10 +164,21 @@ pub struct ScalingConfig {
 }
 
 /// A published version's scaling as requested and as applied by Lambda.
+///
+/// AWS reports `requested` only while a put settles, then moves the values to `applied` and
+/// clears `requested` (see tests/aws/README.md, "Lifecycle").
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObservedScaling {
-    /// What was last asked for (`None` when nothing was ever put).
+    /// What was last asked for, while it settles (`None` once applied, or never put).
     pub requested: Option<ScalingConfig>,
     /// What Lambda applies.
     pub applied: Option<ScalingConfig>,
+}
+
+impl ObservedScaling {
+    /// What the version holds as far as the caller is concerned: the settling request, else
+    /// what is applied. Compared with the spec, so a settled config is not put again.
+    pub fn held(&self) -> Option<&ScalingConfig> {
+        self.requested.as_ref().or(self.applied.as_ref())
+    }
 }

@@ -14,6 +14,7 @@ use super::error::Backoff;
 use super::similarity_function::code::HandlerBundles;
 use crate::aws::AwsClients;
 use crate::aws::call_metrics::AwsCallCounter;
+use crate::aws::rate::{AwsRates, RateLimits};
 use crate::metrics::Metrics;
 use crate::runtime::health::Readiness;
 
@@ -43,6 +44,10 @@ pub struct Config {
     pub capacity_provider_concurrency: u16,
     /// How many SimilarityFunctions are reconciled at once (never the same one twice).
     pub similarity_function_concurrency: u16,
+    /// Lambda request rates per account and region, shared by all reconciles.
+    pub aws_rates: AwsRates,
+    /// Function versions AWS allows per capacity provider.
+    pub max_versions_per_capacity_provider: usize,
 }
 
 impl Default for Config {
@@ -58,6 +63,8 @@ impl Default for Config {
             handler_dir: PathBuf::from("/opt/lmi-operator/handler"),
             capacity_provider_concurrency: 2,
             similarity_function_concurrency: 4,
+            aws_rates: AwsRates::default(),
+            max_versions_per_capacity_provider: 100,
         }
     }
 }
@@ -100,6 +107,7 @@ impl Context {
             aws: AwsClients::with_call_metrics(
                 &sdk_config,
                 AwsCallCounter::new(metrics.aws_calls.clone()),
+                RateLimits::new(config.aws_rates, metrics.aws_rates.clone()),
             ),
             sdk_config,
             regional: Mutex::new(HashMap::new()),
@@ -127,6 +135,7 @@ impl Context {
                         AwsClients::with_call_metrics(
                             &config,
                             AwsCallCounter::new(self.metrics.aws_calls.clone()),
+                            RateLimits::new(self.config.aws_rates, self.metrics.aws_rates.clone()),
                         )
                     })
                     .clone()

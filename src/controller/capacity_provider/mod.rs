@@ -180,14 +180,15 @@ async fn run_pipeline(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Er
         .await?,
     );
     let attached = match &world.provider {
-        Some((p, _)) if !provider_plan.conflict && p.state == ProviderState::Active => aws
-            .lambda
-            .list_attached_versions(&name)
-            .await?
-            .into_iter()
-            .map(|v| v.function_arn)
-            .collect(),
-        _ => Vec::new(),
+        Some((p, _)) if !provider_plan.conflict && p.state == ProviderState::Active => Some(
+            aws.lambda
+                .list_attached_versions(&name)
+                .await?
+                .into_iter()
+                .map(|v| v.function_arn)
+                .collect(),
+        ),
+        _ => None,
     };
 
     // report
@@ -198,6 +199,7 @@ async fn run_pipeline(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Er
         plan: &provider_plan,
         corrected: may_correct && !changes.is_empty(),
         attached,
+        version_limit: ctx.config.max_versions_per_capacity_provider,
     };
     let (mut status, conditions) = report::status(cp, &outcome, crate::controller::now());
     let object = cp.object_ref(&());

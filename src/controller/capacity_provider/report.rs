@@ -8,7 +8,9 @@ use serde_json::json;
 
 use super::plan::ProviderPlan;
 use super::resolve::World;
-use crate::api::capacity_provider::{CapacityProvider, CapacityProviderStatus, ProviderState};
+use crate::api::capacity_provider::{
+    CapacityProvider, CapacityProviderStatus, ProviderState, VersionQuota,
+};
 use crate::api::conditions::{self as cond, reason};
 use crate::controller::conditions::Conditions;
 use crate::controller::context::FIELD_MANAGER;
@@ -26,8 +28,11 @@ pub struct Outcome<'a> {
     pub plan: &'a ProviderPlan,
     /// Whether drift was corrected in this reconcile.
     pub corrected: bool,
-    /// Function versions attached to the provider.
-    pub attached: Vec<String>,
+    /// Function versions attached to the provider (`None`: not read, the provider is not
+    /// Active).
+    pub attached: Option<Vec<String>>,
+    /// AWS's limit of function versions per provider.
+    pub version_limit: usize,
 }
 
 /// The status for `cp` after a successful reconcile, and the conditions that changed.
@@ -182,7 +187,11 @@ pub fn status(
         state: provider.map(|p| p.state),
         network: Some(world.network.status.clone()),
         instance_types: world.instances.resolved.clone(),
-        function_versions: outcome.attached.clone(),
+        function_versions: outcome.attached.clone().unwrap_or_default(),
+        function_version_quota: outcome.attached.as_ref().map(|a| VersionQuota {
+            used: i64::try_from(a.len()).unwrap_or(i64::MAX),
+            limit: i64::try_from(outcome.version_limit).unwrap_or(i64::MAX),
+        }),
         adopted_arn: if outcome.plan.adopting {
             provider.map(|p| p.arn.clone())
         } else {

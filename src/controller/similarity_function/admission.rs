@@ -63,10 +63,22 @@ pub struct Facts<'a> {
     pub cluster: &'a str,
     /// `--code-buckets`: the only buckets code may come from (empty: any a grant allows).
     pub code_buckets: &'a [String],
+    /// `--max-versions-per-capacity-provider`: AWS's limit of function versions per provider.
+    pub version_limit: usize,
 }
 
-/// Whether the facts must include the siblings: some grant of the provider has limits.
-pub fn needs_siblings(provider: &CapacityProvider) -> bool {
+/// Function versions a function may hold on its provider at once: `$LATEST`, the
+/// `spec.versions.retain` published ones, and the one being rolled out.
+pub fn version_budget(sf: &SimilarityFunction) -> usize {
+    usize::try_from(sf.spec.versions.retain)
+        .unwrap_or(1)
+        .max(1)
+        .saturating_add(2)
+}
+
+/// Whether the facts must include the siblings' namespace labels: some grant of the provider
+/// has limits (which count siblings by grant).
+pub fn grants_have_limits(provider: &CapacityProvider) -> bool {
     provider
         .spec
         .tenants
@@ -95,6 +107,48 @@ pub(super) fn derived_name(cluster: &str, sf: &SimilarityFunction) -> String {
         sf.metadata.namespace.as_deref().unwrap_or_default(),
         sf.metadata.name.as_deref().unwrap_or_default(),
     )
+}
+
+/// The provider's function versions are shared by its functions in the order they were
+/// created: a function whose budget (`version_budget`) no longer fits after those created
+/// before it is held (nothing new is published; what it runs keeps running).
+fn check_version_budget(
+    facts: &Facts<'_>,
+    provider_name: &str,
+    region: Option<&String>,
+) -> Result<(), Refusal> {
+    let sf = facts.function;
+    let key = |f: &SimilarityFunction| {
+        (
+            f.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            f.metadata.namespace.clone().unwrap_or_default(),
+            f.metadata.name.clone().unwrap_or_default(),
+        )
+    };
+    let mine = key(sf);
+    let before: usize = facts
+        .siblings
+        .iter()
+        .filter(|s| s.metadata.uid != sf.metadata.uid && key(s) < mine)
+        .map(version_budget)
+        .sum();
+    let needed = version_budget(sf);
+    if before.saturating_add(needed) <= facts.version_limit {
+        return Ok(());
+    }
+    Err(Refusal {
+        reason: reason::VERSION_BUDGET_EXCEEDED,
+        message: format!(
+            "the functions created before this one on CapacityProvider {provider_name} hold {before} \
+             of its {} function versions (AWS's limit per provider, not adjustable) and this \
+             function needs {needed} ($LATEST, spec.versions.retain {}, and one being rolled \
+             out): lower spec.versions.retain here or on other functions, or use another \
+             provider; what this function runs keeps running",
+            facts.version_limit, sf.spec.versions.retain
+        ),
+        suspend: false,
+        region: region.cloned(),
+    })
 }
 
 /// Decides whether the function may run on its provider.
@@ -155,6 +209,7 @@ pub fn admit(facts: &Facts<'_>) -> Result<Admitted, Refusal> {
         &siblings,
     )
     .map_err(refuse)?;
+    check_version_budget(facts, provider_name, cp.spec.region.as_ref())?;
     if let Some(name) = &sf.spec.aws_name
         && *name != derived
         && identity::is_reserved_shape(facts.cluster, name)
@@ -300,6 +355,7 @@ mod tests {
                 namespace_labels: &BTreeMap::new(),
                 cluster: CLUSTER,
                 code_buckets: &[],
+                version_limit: 100,
             })
         }
     }
@@ -326,6 +382,7 @@ mod tests {
             namespace_labels: &BTreeMap::new(),
             cluster: CLUSTER,
             code_buckets: &[],
+            version_limit: 100,
         })
         .unwrap_err();
         assert_eq!(r.reason, "ProviderNotFound");
@@ -399,6 +456,7 @@ mod tests {
             namespace_labels: &no_labels,
             cluster: CLUSTER,
             code_buckets: buckets,
+            version_limit: 100,
         };
         let r = admit(&facts(&buckets)).unwrap_err();
         assert_eq!(r.reason, "CodeSourceNotAllowed");
@@ -458,10 +516,48 @@ mod tests {
             namespace_labels: &BTreeMap::new(),
             cluster: CLUSTER,
             code_buckets: &[],
+            version_limit: 100,
         };
         let r = admit(&facts).unwrap_err();
         assert_eq!(r.reason, "TenantLimitExceeded");
-        assert!(needs_siblings(&f.cp));
+        assert!(grants_have_limits(&f.cp));
+    }
+
+    #[test]
+    fn the_providers_versions_are_shared_in_creation_order() {
+        let f = Fixture::provider()
+            .ready()
+            .granting(vec![grant("search", &["search"])]);
+        let at = |t: &str| Some(Time(t.parse().expect("time")));
+        let mut older = f.sf.clone();
+        older.metadata.name = Some("older".into());
+        older.metadata.uid = Some("uid-older".into());
+        older.metadata.creation_timestamp = at("2026-01-01T00:00:00Z");
+        older.spec.versions.retain = 5; // 7 with $LATEST and the one rolled out
+        let mut me = f.sf.clone();
+        me.metadata.uid = Some("uid-me".into());
+        me.metadata.creation_timestamp = at("2026-02-01T00:00:00Z");
+        me.spec.versions.retain = 3; // 5
+        let siblings = [older.clone(), me.clone()];
+        let no_labels = BTreeMap::new();
+        let facts = |function, limit| Facts {
+            function,
+            provider: Some(&f.cp),
+            labels: None,
+            siblings: &siblings,
+            namespace_labels: &no_labels,
+            cluster: CLUSTER,
+            code_buckets: &[],
+            version_limit: limit,
+        };
+        assert_eq!(version_budget(&older), 7);
+        assert!(admit(&facts(&me, 12)).is_ok());
+        let r = admit(&facts(&me, 11)).unwrap_err();
+        assert_eq!(r.reason, "VersionBudgetExceeded");
+        assert!(r.message.contains("hold 7 of its 11"), "{}", r.message);
+        assert!(!r.suspend);
+        // the older function keeps its place
+        assert!(admit(&facts(&older, 11)).is_ok());
     }
 
     #[test]

@@ -126,11 +126,24 @@ pub async fn run(
                 ),
             )
         }
+        Step::DropFailed(version) => {
+            lambda.delete_function(name, Some(version)).await?;
+            world.versions.retain(|v| v.version != *version);
+            change(
+                "DeletedFailedVersion",
+                format!(
+                    "deleted version {version} of function {name}, which failed to start, to \
+                     publish it again"
+                ),
+            )
+        }
         Step::Prune(old) => {
             for version in old {
                 lambda.delete_function(name, Some(version)).await?;
                 world.versions.retain(|v| v.version != *version);
             }
+            // room was made: publishing may be tried again
+            world.provider_full = false;
             change(
                 "DeletedVersions",
                 format!(

@@ -60,12 +60,13 @@ pub fn version_config(desired: &FunctionConfig, observed: &FunctionConfig) -> Ve
         Some(observed.role_arn.clone()),
         true,
     );
-    // Lambda fixes a function's capacity provider at creation.
+    // A function moves to another provider with UpdateFunctionConfiguration; its next version
+    // is published there.
     cmp(
         "capacityProviderRef",
         desired.capacity_provider_arn.clone(),
         observed.capacity_provider_arn.clone(),
-        false,
+        true,
     );
     cmp(
         "maxConcurrencyPerEnvironment",
@@ -217,7 +218,9 @@ mod tests {
             arn: "arn:fn".into(),
             version: "$LATEST".into(),
             state: None,
+            state_name: None,
             state_reason: None,
+            state_reason_code: None,
             last_update_status: None,
             last_update_reason: None,
             revision_id: None,
@@ -270,13 +273,13 @@ mod tests {
     }
 
     #[test]
-    fn another_capacity_provider_cannot_be_corrected() {
+    fn another_capacity_provider_is_a_move() {
         let mut observed = config();
         observed.capacity_provider_arn = Some("arn:other".into());
         let d = version_config(&config(), &observed);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].field, "capacityProviderRef");
-        assert!(!d[0].correctable);
+        assert!(d[0].correctable);
     }
 
     #[test]

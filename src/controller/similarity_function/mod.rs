@@ -41,7 +41,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use self::admission::Admitted;
 use self::desired::DesiredCode;
-use self::plan::{Desired, Input, Next, Standing};
+use self::plan::{Desired, Input, Next, Standing, Step};
 use crate::api::common::DriftPolicy;
 use crate::api::conditions::{self as cond, reason};
 use crate::api::similarity_function::{SimilarityFunction, SimilarityFunctionStatus};
@@ -173,6 +173,9 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
 
     // plan + apply, one call at a time
     let retry_failed_update = retry_failed_update(sf, &world, ctx.config.backoff.terminal);
+    let retry_failed_version = desired
+        .current(&world)
+        .is_some_and(|v| older_than(v.last_modified.as_deref(), ctx.config.backoff.terminal));
     let mut changes = Vec::new();
     let mut standing = Standing::Waiting(format!("still converging function {}", desired.name));
     let mut last_step = None;
@@ -184,6 +187,7 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
             may_correct,
             previously_created: status.function_arn.is_some(),
             retry_failed_update,
+            retry_failed_version,
         });
         match next {
             // A call whose answer left the plan unchanged is not made again in this pass:
@@ -201,7 +205,16 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
                 break;
             }
             Next::Do(step) => {
-                changes.push(apply::run(&aws, &step, &desired, &code, &mut world).await?);
+                match apply::run(&aws, &step, &desired, &code, &mut world).await {
+                    Ok(change) => changes.push(change),
+                    // The provider is full: the plan makes room (old versions first) and
+                    // publishes again.
+                    Err(e) if matches!(step, Step::Publish { .. }) && e.is_version_limit() => {
+                        tracing::info!(function = %desired.name, error = %e, "provider full");
+                        world.provider_full = true;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 last_step = Some(step);
             }
             Next::ReadScaling(v) => {
@@ -349,14 +362,21 @@ fn retry_failed_update(sf: &SimilarityFunction, world: &plan::World, delay: Dura
             && c.reason == reason::AWS_FAILED
             && c.observed_generation == sf.metadata.generation
     });
-    let last_modified = world
-        .function
-        .as_ref()
-        .and_then(|f| f.last_modified.as_deref())
-        .and_then(parse_lambda_time);
     !reported_for_this_generation
-        || last_modified
-            .is_none_or(|t| jiff::Timestamp::now().duration_since(t).unsigned_abs() >= delay)
+        || older_than(
+            world
+                .function
+                .as_ref()
+                .and_then(|f| f.last_modified.as_deref()),
+            delay,
+        )
+}
+
+/// Whether Lambda's `LastModified` text is at least `delay` ago (or absent or unreadable).
+fn older_than(last_modified: Option<&str>, delay: Duration) -> bool {
+    last_modified
+        .and_then(parse_lambda_time)
+        .is_none_or(|t| jiff::Timestamp::now().duration_since(t).unsigned_abs() >= delay)
 }
 
 /// Lambda's `LastModified` (`2024-05-01T12:34:56.789+0000`, ISO 8601 without the offset's

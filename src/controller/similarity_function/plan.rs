@@ -41,6 +41,9 @@ pub struct World {
     pub versions: Vec<ObservedFunction>,
     /// The scaling of one version, once read: (version, scaling).
     pub scaling: Option<(String, ObservedScaling)>,
+    /// AWS refused to publish in this pass: the capacity provider holds as many function
+    /// versions as it allows.
+    pub provider_full: bool,
 }
 
 impl Desired {
@@ -96,6 +99,9 @@ pub enum Step {
     /// PutFunctionScalingConfig reactivating this version of a suspended function, then
     /// UntagResource of the suspension tag.
     Resume(String),
+    /// DeleteFunction on a version that failed to start, so that the next step publishes the
+    /// same code and configuration again.
+    DropFailed(String),
 }
 
 impl Step {
@@ -108,7 +114,7 @@ impl Step {
             Step::UpdateConfig => "UpdateFunctionConfiguration",
             Step::Publish { .. } => "PublishVersion",
             Step::PutScaling(_) | Step::Resume(_) => "PutFunctionScalingConfig",
-            Step::Prune(_) => "DeleteFunction",
+            Step::Prune(_) | Step::DropFailed(_) => "DeleteFunction",
         }
     }
 }
@@ -154,6 +160,9 @@ pub struct Input<'a> {
     pub previously_created: bool,
     /// A failed update may be tried again now (not within the slow retry of the last failure).
     pub retry_failed_update: bool,
+    /// A version that failed to start may be deleted and published again now (the slow retry
+    /// delay has passed since it was published).
+    pub retry_failed_version: bool,
 }
 
 fn stuck(reason: &'static str, message: String) -> Next {
@@ -209,23 +218,6 @@ pub fn next(input: &Input<'_>) -> Next {
         Ownership::OursFromEarlierObject => return Next::Do(Step::Tag(d.tags.clone())),
         Ownership::Ours => {}
     }
-    if f.config.capacity_provider_arn != d.config.capacity_provider_arn {
-        return stuck(
-            reason::INVALID_SPEC,
-            format!(
-                "function {name} runs on capacity provider {}, not {}; Lambda cannot move a \
-                 function: delete it (or this object) to recreate it",
-                f.config
-                    .capacity_provider_arn
-                    .as_deref()
-                    .unwrap_or("<none>"),
-                d.config
-                    .capacity_provider_arn
-                    .as_deref()
-                    .unwrap_or("<none>"),
-            ),
-        );
-    }
     let tag_diff: BTreeMap<String, String> = drift::tags(&d.tags, &w.tags)
         .into_iter()
         .map(|e| (e.field.trim_start_matches("tags.").to_owned(), e.desired))
@@ -271,6 +263,30 @@ pub fn next(input: &Input<'_>) -> Next {
         if busy {
             return waiting(format!("function {name} is being created or updated"));
         }
+        if w.provider_full {
+            // Make room first: keep the newest version that could serve again (what serves
+            // now) and as many more as spec.versions.retain leaves room for.
+            let keep = d.retain.saturating_sub(1).max(1);
+            let prune = versions::to_prune(
+                &w.versions,
+                "",
+                keep + 1,
+                d.config.capacity_provider_arn.as_deref(),
+            );
+            if prune.is_empty() {
+                return stuck(
+                    reason::VERSION_LIMIT_EXCEEDED,
+                    format!(
+                        "Lambda refused to publish a version of {name}: its capacity provider \
+                         holds as many function versions as AWS allows (100 per provider, not \
+                         adjustable) and this function has none left to delete; lower \
+                         spec.versions.retain of functions on the provider, or move some to \
+                         another provider"
+                    ),
+                );
+            }
+            return Next::Do(Step::Prune(prune));
+        }
         return Next::Do(Step::Publish {
             code_sha256: sha.to_owned(),
             revision_id: f.revision_id.clone(),
@@ -283,6 +299,52 @@ pub fn next(input: &Input<'_>) -> Next {
         return Next::Do(Step::Resume(v.version.clone()));
     }
 
+    // The version's state first: Lambda refuses a scaling put on a version not yet Active.
+    match v.state {
+        Some(FunctionState::Active | FunctionState::Inactive) => {}
+        Some(FunctionState::Failed) => {
+            if input.may_correct && input.retry_failed_version {
+                return Next::Do(Step::DropFailed(v.version.clone()));
+            }
+            return stuck(
+                versions::failed_reason(v.state_reason_code.as_deref()),
+                format!(
+                    "version {} of {name} failed to start ({}): {}; the operator deletes it and                      publishes again after the slow retry delay, or at once when the spec                      changes",
+                    v.version,
+                    v.state_reason_code.as_deref().unwrap_or("no code given"),
+                    v.state_reason.as_deref().unwrap_or("no reason given"),
+                ),
+            );
+        }
+        Some(FunctionState::Pending) => {
+            return waiting(format!(
+                "version {} of {name} is Pending: Lambda is starting its execution environments",
+                v.version
+            ));
+        }
+        Some(FunctionState::ActiveNonInvocable) => {
+            return waiting(format!(
+                "version {} of {name} is ActiveNonInvocable: Lambda does not invoke it yet",
+                v.version
+            ));
+        }
+        None => {
+            return waiting(match v.state_name.as_deref() {
+                Some(state) => format!(
+                    "version {} of {name} is in state {state}, which this operator does not                      know; it waits for Active",
+                    v.version
+                ),
+                None => format!("version {} of {name} reports no state yet", v.version),
+            });
+        }
+        Some(other) => {
+            return stuck(
+                reason::AWS_FAILED,
+                format!("version {} of {name} is {other:?}", v.version),
+            );
+        }
+    }
+
     let scaled = d.scaling.min.is_some() || d.scaling.max.is_some();
     let scaling = match &w.scaling {
         Some((version, s)) if *version == v.version => Some(s),
@@ -292,43 +354,25 @@ pub fn next(input: &Input<'_>) -> Next {
         let Some(scaling) = scaling else {
             return Next::ReadScaling(v.version.clone());
         };
-        if input.may_correct && !drift::scaling(&d.scaling, scaling.requested.as_ref()).is_empty() {
+        if input.may_correct && !drift::scaling(&d.scaling, scaling.held()).is_empty() {
             return Next::Do(Step::PutScaling(v.version.clone()));
         }
     }
-    match v.state {
-        Some(
-            FunctionState::Active | FunctionState::ActiveNonInvocable | FunctionState::Inactive,
-        ) => {}
-        Some(FunctionState::Failed) => {
-            return stuck(
-                reason::AWS_FAILED,
-                format!(
-                    "version {} of {name} failed to start: {}; check the role, the code and the \
-                     capacity provider, then change the spec to publish again",
-                    v.version,
-                    v.state_reason.as_deref().unwrap_or("no reason given"),
-                ),
-            );
-        }
-        Some(FunctionState::Pending) | None => {
-            return waiting(format!(
-                "version {} of {name} is Pending: Lambda is starting its execution environments",
-                v.version
-            ));
-        }
-        Some(other) => {
-            return stuck(
-                reason::AWS_FAILED,
-                format!("version {} of {name} is {other:?}", v.version),
-            );
-        }
-    }
-    let prune = versions::to_prune(&w.versions, &v.version, d.retain);
+    let prune = versions::to_prune(
+        &w.versions,
+        &v.version,
+        d.retain,
+        d.config.capacity_provider_arn.as_deref(),
+    );
     if input.may_correct && !prune.is_empty() {
         return Next::Do(Step::Prune(prune));
     }
-    if scaled && !drift::scaling_applied(&d.scaling, scaling.and_then(|s| s.applied.as_ref())) {
+    // Waiting for what was asked to apply; a difference left under Report is drift, not a wait.
+    let asked = scaling.is_some_and(|s| drift::scaling(&d.scaling, s.held()).is_empty());
+    if scaled
+        && asked
+        && !drift::scaling_applied(&d.scaling, scaling.and_then(|s| s.applied.as_ref()))
+    {
         return waiting(format!(
             "Lambda is applying the scaling of version {} of {name}",
             v.version
@@ -357,7 +401,7 @@ pub fn spec_applied(desired: &Desired, world: &World) -> bool {
     let latest_ok = drift::latest(&desired.config, desired.code_sha256(world), f).is_empty();
     let scaling_ok = match &world.scaling {
         Some((version, s)) if *version == v.version => {
-            drift::scaling(&desired.scaling, s.requested.as_ref()).is_empty()
+            drift::scaling(&desired.scaling, s.held()).is_empty()
         }
         _ => desired.scaling.min.is_none() && desired.scaling.max.is_none(),
     };
@@ -399,7 +443,7 @@ pub fn drift(desired: &Desired, world: &World, previous_version: Option<&str>) -
         && v.version == *version
         && !world.tags.contains_key(SUSPENDED_TAG)
     {
-        out.extend(drift::scaling(&desired.scaling, s.requested.as_ref()));
+        out.extend(drift::scaling(&desired.scaling, s.held()));
     }
     out.extend(drift::tags(&desired.tags, &world.tags));
     out

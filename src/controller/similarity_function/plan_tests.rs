@@ -50,6 +50,7 @@ struct Fixture {
     may_correct: bool,
     previously_created: bool,
     retry_failed_update: bool,
+    retry_failed_version: bool,
 }
 
 impl Fixture {
@@ -60,6 +61,7 @@ impl Fixture {
             may_correct: true,
             previously_created: false,
             retry_failed_update: true,
+            retry_failed_version: false,
         }
     }
 
@@ -117,6 +119,7 @@ impl Fixture {
             may_correct: self.may_correct,
             previously_created: self.previously_created,
             retry_failed_update: self.retry_failed_update,
+            retry_failed_version: self.retry_failed_version,
         })
     }
 }
@@ -131,7 +134,9 @@ fn observed(
         arn: format!("arn:fn:{version}"),
         version: version.into(),
         state,
+        state_name: None,
         state_reason: None,
+        state_reason_code: None,
         last_update_status: Some("Successful".into()),
         last_update_reason: None,
         revision_id: Some("rev-1".into()),
@@ -261,23 +266,36 @@ fn nothing_is_published_while_latest_is_pending() {
 }
 
 #[test]
-fn a_new_version_gets_its_scaling_then_waits_until_active() {
+fn a_new_version_gets_its_scaling_once_active_then_waits_until_applied() {
     let f = Fixture::created().with_version(1, FunctionState::Pending);
-    assert_eq!(f.next(), Next::ReadScaling("1".into()));
+    // Lambda refuses a scaling put on a Pending version: nothing is read or put yet
+    assert!(matches!(f.next(), Next::Settled(Standing::Waiting(m)) if m.contains("Pending")));
     let mut f = f;
+    f.world.versions[0].state = Some(FunctionState::Active);
+    assert_eq!(f.next(), Next::ReadScaling("1".into()));
     f.world.scaling = Some(("1".into(), ObservedScaling::default()));
     assert_eq!(f.next(), Next::Do(Step::PutScaling("1".into())));
     let s = f.desired.scaling.clone();
+    // settling: AWS reports the request and not yet the applied values
     f.world.scaling = Some((
         "1".into(),
         ObservedScaling {
-            requested: Some(s),
+            requested: Some(s.clone()),
             applied: None,
         },
     ));
-    assert!(matches!(f.next(), Next::Settled(Standing::Waiting(m)) if m.contains("Pending")));
-    f.world.versions[0].state = Some(FunctionState::Active);
     assert!(matches!(f.next(), Next::Settled(Standing::Waiting(m)) if m.contains("scaling")));
+    // settled as AWS reports it: the request is cleared, the values are applied
+    f.world.scaling = Some((
+        "1".into(),
+        ObservedScaling {
+            requested: None,
+            applied: Some(s),
+        },
+    ));
+    assert_eq!(f.next(), Next::Settled(Standing::Ready));
+    assert!(spec_applied(&f.desired, &f.world));
+    assert!(drift(&f.desired, &f.world, Some("1")).is_empty());
 }
 
 #[test]
@@ -291,7 +309,9 @@ fn scaling_is_left_to_lambda_when_the_spec_sets_none() {
 fn scaling_changed_outside_git_is_put_back_under_correct_only() {
     let mut f = Fixture::serving(1);
     if let Some((_, s)) = f.world.scaling.as_mut() {
-        s.requested = Some(ScalingConfig {
+        // settled: AWS shows only the applied values
+        s.requested = None;
+        s.applied = Some(ScalingConfig {
             min: Some(0),
             max: Some(100),
         });
@@ -332,18 +352,76 @@ fn a_failed_update_is_retried_only_slowly() {
 }
 
 #[test]
-fn a_failed_version_is_reported() {
-    let f = Fixture::created().with_version(1, FunctionState::Failed);
-    let mut f = f;
-    f.desired.scaling = ScalingConfig::default();
-    assert_eq!(stuck_reason(f.next()), "AwsFailed");
+fn a_failed_version_is_reported_with_awss_code_then_dropped_and_published_again() {
+    let mut f = Fixture::created().with_version(1, FunctionState::Failed);
+    f.world.versions[0].state_reason_code = Some("InsufficientCapacity".into());
+    f.world.versions[0].state_reason = Some("no capacity".into());
+    match f.next() {
+        Next::Settled(Standing::Stuck { reason, message }) => {
+            assert_eq!(reason, "InsufficientCapacity");
+            assert!(message.contains("no capacity"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    f.retry_failed_version = true;
+    assert_eq!(f.next(), Next::Do(Step::DropFailed("1".into())));
+    f.world.versions.clear();
+    assert!(matches!(f.next(), Next::Do(Step::Publish { .. })));
+    // never under Report
+    let mut f = Fixture::created().with_version(1, FunctionState::Failed);
+    f.retry_failed_version = true;
+    assert_eq!(stuck_reason(f.report_only().next()), "VersionFailed");
 }
 
 #[test]
-fn a_function_on_another_provider_cannot_be_fixed_in_place() {
-    let mut f = Fixture::serving(1);
-    f.latest().config.capacity_provider_arn = Some("arn:other".into());
-    assert_eq!(stuck_reason(f.next()), "InvalidSpec");
+fn a_full_provider_gets_old_versions_pruned_before_the_next_publish() {
+    let mut f = Fixture::serving(4);
+    f.desired.config.memory_mib = Some(8192);
+    f.latest().config.memory_mib = Some(8192);
+    assert!(matches!(f.next(), Next::Do(Step::Publish { .. })));
+    f.world.provider_full = true;
+    // retain 3: the newest two stay (one serving now, one more for rollback with the new one)
+    assert_eq!(
+        f.next(),
+        Next::Do(Step::Prune(vec!["1".into(), "2".into()]))
+    );
+    // nothing left to delete: reported, not a loop
+    f.world.versions.drain(..2);
+    f.desired.retain = 1;
+    assert_eq!(f.next(), Next::Do(Step::Prune(vec!["3".into()])));
+    f.world.versions.remove(0);
+    assert_eq!(stuck_reason(f.next()), "VersionLimitExceeded");
+}
+
+#[test]
+fn a_version_in_a_state_the_operator_does_not_know_is_waited_for() {
+    let mut f = Fixture::created().with_version(1, FunctionState::Active);
+    f.world.versions[0].state = None;
+    f.world.versions[0].state_name = Some("Hibernating".into());
+    assert!(matches!(f.next(), Next::Settled(Standing::Waiting(m)) if m.contains("Hibernating")));
+    f.world.versions[0].state = Some(FunctionState::ActiveNonInvocable);
+    assert!(matches!(f.next(), Next::Settled(Standing::Waiting(_))));
+}
+
+#[test]
+fn a_function_on_another_provider_moves_and_publishes_there() {
+    let mut f = Fixture::serving(2);
+    f.desired.config.capacity_provider_arn = Some("arn:new".into());
+    assert_eq!(f.next(), Next::Do(Step::UpdateConfig));
+    f.latest().config.capacity_provider_arn = Some("arn:new".into());
+    assert!(matches!(f.next(), Next::Do(Step::Publish { .. })));
+    // published on the new provider: the versions on the old one go, whatever retain says
+    let mut config = f.desired.config.clone();
+    let hash = desired::config_hash(&config, SHA);
+    config.description = Some(desired::version_description(None, &hash));
+    f.world
+        .versions
+        .push(observed("3", &config, SHA, Some(FunctionState::Active)));
+    f.desired.scaling = ScalingConfig::default();
+    assert_eq!(
+        f.next(),
+        Next::Do(Step::Prune(vec!["1".into(), "2".into()]))
+    );
 }
 
 #[test]

@@ -91,15 +91,18 @@ pub fn status(
     };
     c.set(cond::READY, ready, why, message);
 
-    // The serving version: the one matching the spec, else the one reported before while it
-    // still exists (it serves until the new one is published).
-    let serving: Option<&ObservedFunction> = d.current(world).or_else(|| {
+    // The serving version: the one matching the spec unless it failed to start, else the one
+    // reported before while it still exists (it serves until the new one is published).
+    let current = d
+        .current(world)
+        .filter(|v| v.state != Some(crate::api::similarity_function::FunctionState::Failed));
+    let serving: Option<&ObservedFunction> = current.or_else(|| {
         previous
             .version
             .as_deref()
             .and_then(|p| world.versions.iter().find(|v| v.version == p))
     });
-    let is_current = serving.is_some() && serving == d.current(world);
+    let is_current = serving.is_some() && serving == current;
     let scaling = serving.and_then(|v| match &world.scaling {
         Some((version, s)) if *version == v.version => Some(ScalingStatus {
             requested: s.requested.as_ref().map(api_scaling),

@@ -18,7 +18,7 @@ use crate::controller::error::Error;
 use crate::tenancy;
 
 /// Reads the referenced provider, the namespace's labels when a grant's selector decides, and
-/// the other functions on the provider when a grant's limits decide; then decides admission.
+/// the other functions on the provider; then decides admission.
 pub async fn admission(
     client: &Client,
     sf: &SimilarityFunction,
@@ -36,31 +36,29 @@ pub async fn admission(
     let mut siblings = Vec::new();
     let mut namespace_labels = BTreeMap::new();
     if let Some(cp) = &provider {
-        let selects = tenancy::selects_by_label(&cp.spec.tenants);
-        if admission::needs_siblings(cp) {
-            // Every function on the provider, found by the CRD's selectable field.
-            let functions: Api<SimilarityFunction> = Api::all(client.clone());
-            let selector = format!("{PROVIDER_FIELD}={provider_name}");
-            siblings = functions
-                .list(&ListParams::default().fields(&selector))
+        // Every function on the provider, found by the CRD's selectable field: the provider's
+        // function versions are shared by all of them, and a grant's limits count them too.
+        let functions: Api<SimilarityFunction> = Api::all(client.clone());
+        let selector = format!("{PROVIDER_FIELD}={provider_name}");
+        siblings = functions
+            .list(&ListParams::default().fields(&selector))
+            .await
+            .map_err(Error::kube("ListSimilarityFunctions"))?
+            .items
+            .into_iter()
+            // A function being deleted gives its place up: its versions are going away.
+            .filter(|f| f.metadata.deletion_timestamp.is_none() || f.uid() == sf.uid())
+            .collect();
+        if admission::grants_have_limits(cp) && tenancy::selects_by_label(&cp.spec.tenants) {
+            namespace_labels = namespaces
+                .list(&ListParams::default())
                 .await
-                .map_err(Error::kube("ListSimilarityFunctions"))?
+                .map_err(Error::kube("ListNamespaces"))?
                 .items
                 .into_iter()
-                // A function being deleted gives its place up: its versions are going away.
-                .filter(|f| f.metadata.deletion_timestamp.is_none() || f.uid() == sf.uid())
+                .map(|ns| (ns.name_any(), ns.labels().clone()))
                 .collect();
-            if selects {
-                namespace_labels = namespaces
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(Error::kube("ListNamespaces"))?
-                    .items
-                    .into_iter()
-                    .map(|ns| (ns.name_any(), ns.labels().clone()))
-                    .collect();
-                labels = namespace_labels.get(&namespace).cloned();
-            }
+            labels = namespace_labels.get(&namespace).cloned();
         } else if admission::needs_labels(cp, &namespace) {
             labels = namespaces
                 .get_opt(&namespace)
@@ -77,6 +75,7 @@ pub async fn admission(
         namespace_labels: &namespace_labels,
         cluster: &config.cluster_name,
         code_buckets: &config.code_buckets,
+        version_limit: config.max_versions_per_capacity_provider,
     }))
 }
 
@@ -94,6 +93,7 @@ pub async fn read(aws: &AwsClients, name: &str) -> Result<World, AwsError> {
         tags,
         versions,
         scaling: None,
+        provider_full: false,
     })
 }
 

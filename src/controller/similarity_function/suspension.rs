@@ -44,7 +44,7 @@ pub fn steps(
     for v in &world.versions {
         let deactivated = scalings
             .get(&v.version)
-            .and_then(|s| s.requested.as_ref())
+            .and_then(ObservedScaling::held)
             .is_some_and(|r| *r == DEACTIVATED);
         if !deactivated {
             steps.push(SuspendStep::Deactivate(v.version.clone()));
@@ -86,6 +86,7 @@ mod tests {
                 })
                 .collect(),
             scaling: None,
+            provider_full: false,
         }
     }
 

@@ -6,6 +6,7 @@
 //! (PublishVersion publishes nothing when nothing changed) or one published before the hash
 //! existed is still recognised, and the operator never publishes twice for one spec.
 
+use crate::api::similarity_function::FunctionState;
 use crate::aws::model::{FunctionConfig, ObservedFunction};
 
 use super::desired::hash_in_description;
@@ -53,23 +54,95 @@ pub fn current<'a>(
         .max_by_key(|v| number(v))
 }
 
-/// The versions to delete so that `retain` are left: the current one and the newest others.
-/// The current version is never chosen.
-pub fn to_prune(versions: &[ObservedFunction], current: &str, retain: usize) -> Vec<String> {
-    let mut others: Vec<u64> = versions
+/// The versions to delete so that `retain` are left: the current one and the newest others
+/// that could serve again — on the function's capacity provider `provider` and not `Failed`.
+/// Versions left on another provider (the function moved) and failed ones are always deleted.
+/// The current version is never chosen. Oldest first.
+pub fn to_prune(
+    versions: &[ObservedFunction],
+    current: &str,
+    retain: usize,
+    provider: Option<&str>,
+) -> Vec<String> {
+    let mut others: Vec<(u64, bool)> = versions
         .iter()
         .filter(|v| v.version != current)
-        .filter_map(number)
+        .filter_map(|v| {
+            let usable = v.config.capacity_provider_arn.as_deref() == provider
+                && v.state != Some(FunctionState::Failed);
+            number(v).map(|n| (n, usable))
+        })
         .collect();
-    others.sort_unstable_by(|a, b| b.cmp(a));
-    let keep = retain.saturating_sub(1);
-    let mut prune: Vec<String> = others
-        .into_iter()
-        .skip(keep)
-        .map(|n| n.to_string())
-        .collect();
-    prune.reverse();
-    prune
+    others.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    let mut keep = retain.saturating_sub(1);
+    let mut prune: Vec<u64> = Vec::new();
+    for (n, usable) in others {
+        if usable && keep > 0 {
+            keep -= 1;
+        } else {
+            prune.push(n);
+        }
+    }
+    prune.sort_unstable();
+    prune.into_iter().map(|n| n.to_string()).collect()
+}
+
+/// The condition reason for a version that failed to start: AWS's `StateReasonCode` when it
+/// is one the API model lists (a `.` becomes `_`: a condition reason has no dots), else
+/// `VersionFailed` — reasons stay a bounded set whatever AWS adds.
+pub fn failed_reason(code: Option<&str>) -> &'static str {
+    // The model's StateReasonCode values that can explain a version failing to start.
+    const KNOWN: &[(&str, &str)] = &[
+        ("EniLimitExceeded", "EniLimitExceeded"),
+        ("InsufficientRolePermissions", "InsufficientRolePermissions"),
+        ("InvalidConfiguration", "InvalidConfiguration"),
+        ("InternalError", "InternalError"),
+        ("SubnetOutOfIPAddresses", "SubnetOutOfIPAddresses"),
+        ("InvalidSubnet", "InvalidSubnet"),
+        ("InvalidSecurityGroup", "InvalidSecurityGroup"),
+        ("KMSKeyAccessDenied", "KMSKeyAccessDenied"),
+        ("KMSKeyNotFound", "KMSKeyNotFound"),
+        ("InvalidStateKMSKey", "InvalidStateKMSKey"),
+        ("DisabledKMSKey", "DisabledKMSKey"),
+        ("InvalidRuntime", "InvalidRuntime"),
+        ("InvalidZipFileException", "InvalidZipFileException"),
+        ("FunctionError", "FunctionError"),
+        (
+            "ServiceQuotaExceededException",
+            "ServiceQuotaExceededException",
+        ),
+        ("VcpuLimitExceeded", "VcpuLimitExceeded"),
+        (
+            "CapacityProviderScalingLimitExceeded",
+            "CapacityProviderScalingLimitExceeded",
+        ),
+        ("InsufficientCapacity", "InsufficientCapacity"),
+        ("EC2RequestLimitExceeded", "EC2RequestLimitExceeded"),
+        ("FunctionError.InitTimeout", "FunctionError_InitTimeout"),
+        (
+            "FunctionError.RuntimeInitError",
+            "FunctionError_RuntimeInitError",
+        ),
+        (
+            "FunctionError.InvalidEntryPoint",
+            "FunctionError_InvalidEntryPoint",
+        ),
+        (
+            "FunctionError.PermissionDenied",
+            "FunctionError_PermissionDenied",
+        ),
+        (
+            "FunctionError.InitResourceExhausted",
+            "FunctionError_InitResourceExhausted",
+        ),
+        (
+            "DisallowedByVpcEncryptionControl",
+            "DisallowedByVpcEncryptionControl",
+        ),
+        ("DependencyError", "DependencyError"),
+    ];
+    code.and_then(|c| KNOWN.iter().find(|(known, _)| *known == c))
+        .map_or("VersionFailed", |(_, reason)| reason)
 }
 
 #[cfg(test)]
@@ -99,7 +172,9 @@ mod tests {
             arn: format!("arn:fn:{n}"),
             version: n.into(),
             state: None,
+            state_name: None,
             state_reason: None,
+            state_reason_code: None,
             last_update_status: None,
             last_update_reason: None,
             revision_id: None,
@@ -108,6 +183,8 @@ mod tests {
             config: config(memory),
         }
     }
+
+    const CP: Option<&str> = Some("arn:cp");
 
     fn numbers(v: &[String]) -> Vec<&str> {
         v.iter().map(String::as_str).collect()
@@ -159,21 +236,24 @@ mod tests {
     #[test]
     fn pruning_keeps_the_current_and_the_newest_others() {
         let versions: Vec<_> = (1..=5).map(|n| version(&n.to_string(), 1, "a")).collect();
-        assert_eq!(numbers(&to_prune(&versions, "5", 3)), vec!["1", "2"]);
+        assert_eq!(numbers(&to_prune(&versions, "5", 3, CP)), vec!["1", "2"]);
         assert_eq!(
-            numbers(&to_prune(&versions, "5", 1)),
+            numbers(&to_prune(&versions, "5", 1, CP)),
             vec!["1", "2", "3", "4"]
         );
-        assert!(to_prune(&versions, "5", 5).is_empty());
-        assert!(to_prune(&versions, "5", 50).is_empty());
+        assert!(to_prune(&versions, "5", 5, CP).is_empty());
+        assert!(to_prune(&versions, "5", 50, CP).is_empty());
     }
 
     #[test]
     fn pruning_never_deletes_the_current_version_even_when_it_is_old() {
         let versions: Vec<_> = (1..=4).map(|n| version(&n.to_string(), 1, "a")).collect();
         // current is 1 (a rollback); retain 2 keeps 1 and the newest other, 4.
-        assert_eq!(numbers(&to_prune(&versions, "1", 2)), vec!["2", "3"]);
-        assert_eq!(numbers(&to_prune(&versions, "1", 0)), vec!["2", "3", "4"]);
+        assert_eq!(numbers(&to_prune(&versions, "1", 2, CP)), vec!["2", "3"]);
+        assert_eq!(
+            numbers(&to_prune(&versions, "1", 0, CP)),
+            vec!["2", "3", "4"]
+        );
     }
 
     #[test]
@@ -183,6 +263,38 @@ mod tests {
             version("1", 1, "a"),
             version("2", 1, "a"),
         ];
-        assert_eq!(numbers(&to_prune(&versions, "2", 1)), vec!["1"]);
+        assert_eq!(numbers(&to_prune(&versions, "2", 1, CP)), vec!["1"]);
+    }
+
+    #[test]
+    fn versions_left_on_another_provider_and_failed_ones_are_never_kept() {
+        let mut versions: Vec<_> = (1..=5).map(|n| version(&n.to_string(), 1, "a")).collect();
+        versions[0].config.capacity_provider_arn = Some("arn:old".into());
+        versions[1].config.capacity_provider_arn = Some("arn:old".into());
+        versions[3].state = Some(FunctionState::Failed);
+        // retain 3 keeps 5 (current) and the newest two usable others: 3 only (4 failed, 1
+        // and 2 on the old provider), so 1, 2 and 4 go
+        assert_eq!(
+            numbers(&to_prune(&versions, "5", 3, CP)),
+            vec!["1", "2", "4"]
+        );
+        assert_eq!(
+            numbers(&to_prune(&versions, "5", 50, CP)),
+            vec!["1", "2", "4"]
+        );
+    }
+
+    #[test]
+    fn a_failed_versions_reason_is_awss_code_or_a_bounded_fallback() {
+        assert_eq!(
+            failed_reason(Some("InsufficientCapacity")),
+            "InsufficientCapacity"
+        );
+        assert_eq!(
+            failed_reason(Some("FunctionError.InitTimeout")),
+            "FunctionError_InitTimeout"
+        );
+        assert_eq!(failed_reason(Some("SomethingNew")), "VersionFailed");
+        assert_eq!(failed_reason(None), "VersionFailed");
     }
 }

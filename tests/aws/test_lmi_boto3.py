@@ -618,6 +618,17 @@ def test_published_versions_are_pending_then_active_and_listed_by_provider(
         lam.list_function_versions_by_capacity_provider(CapacityProviderName="does-not-exist")
 
 
+def test_version_numbers_are_never_reused(lam, network, function_role):
+    arn = create_provider(lam, network)["CapacityProviderArn"]
+    name = create_function(lam, function_role, arn)["FunctionName"]
+    assert lam.publish_version(FunctionName=name)["Version"] == "1"
+    lam.update_function_configuration(FunctionName=name, MemorySize=4096)
+    assert lam.publish_version(FunctionName=name)["Version"] == "2"
+    lam.delete_function(FunctionName=name, Qualifier="2")
+    lam.update_function_configuration(FunctionName=name, MemorySize=6144)
+    assert lam.publish_version(FunctionName=name)["Version"] == "3"
+
+
 def test_every_change_of_latest_gets_a_new_revision_and_each_version_its_own(
     lam, network, function_role
 ):

@@ -288,7 +288,9 @@ impl World {
         v
     }
 
-    /// (requested, applied) scaling of a version in AWS.
+    /// (held, applied) scaling of a version in AWS: what the version holds (the request while
+    /// it settles, else what is applied — AWS clears the request once applied) and what is
+    /// applied.
     pub async fn aws_scaling(
         &self,
         namespace: &str,
@@ -299,7 +301,7 @@ impl World {
             .await
     }
 
-    /// (requested, applied) scaling of a version of the function named `aws_name` in AWS.
+    /// (held, applied) scaling of a version of the function named `aws_name` in AWS.
     pub async fn aws_scaling_of(
         &self,
         aws_name: &str,
@@ -319,9 +321,12 @@ impl World {
                 s.max_execution_environments(),
             )
         };
+        let applied = out.applied_function_scaling_config().map(pair);
         (
-            out.requested_function_scaling_config().map(pair),
-            out.applied_function_scaling_config().map(pair),
+            out.requested_function_scaling_config()
+                .map(pair)
+                .or(applied),
+            applied,
         )
     }
 

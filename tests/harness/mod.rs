@@ -34,6 +34,7 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource};
 use lmi_operator::api::{CapacityProvider, SimilarityFunction};
+use lmi_operator::aws::rate::AwsRates;
 use lmi_operator::controller::error::Backoff;
 use lmi_operator::controller::{Config, Context};
 use lmi_operator::metrics::Metrics;
@@ -93,6 +94,15 @@ pub fn fast_config(handler_dir: PathBuf) -> Config {
             terminal: Duration::from_secs(2),
         },
         handler_dir,
+        // Time is compressed (a 2 s resync stands for 5 min), so the client-side Lambda
+        // control-plane rates are lifted: at 13.5 calls a second, dozens of functions resyncing
+        // every 2 s would queue for longer than a test waits. The capacity-provider rates stay
+        // AWS's: the emulator enforces them, and the operator must keep to them.
+        aws_rates: AwsRates {
+            control_plane: 0.0,
+            get_function: 0.0,
+            ..AwsRates::default()
+        },
         ..Config::default()
     }
 }

@@ -11,7 +11,7 @@ use super::functions::Scaling;
 use super::{CONVERGE, World, eventually};
 
 /// One function as Lambda holds it: its revision (changes with any update of code or
-/// configuration), its tags, and each published version with its revision and requested
+/// configuration), its tags, and each published version with its revision and held
 /// scaling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionSnapshot {
@@ -19,7 +19,7 @@ pub struct FunctionSnapshot {
     pub revision: String,
     /// Tags.
     pub tags: BTreeMap<String, String>,
-    /// (version, RevisionId, requested (min, max)).
+    /// (version, RevisionId, held (min, max): the scaling requested, or applied once settled).
     pub versions: Vec<(String, String, Option<Scaling>)>,
 }
 
@@ -59,11 +59,11 @@ impl World {
                 let Some(version) = v.version().filter(|v| v.parse::<u64>().is_ok()) else {
                     continue;
                 };
-                let (requested, _) = self.aws_scaling_of(&name, version).await;
+                let (held, _) = self.aws_scaling_of(&name, version).await;
                 versions.push((
                     version.to_owned(),
                     v.revision_id().unwrap_or_default().to_owned(),
-                    requested,
+                    held,
                 ));
             }
             snapshot.insert(

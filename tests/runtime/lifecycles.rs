@@ -258,7 +258,7 @@ async fn function_lifecycle(world: &World, net: &Network) {
                     .status
                     .as_ref()
                     .and_then(|s| s.scaling.as_ref())
-                    .and_then(|s| s.requested.as_ref())
+                    .and_then(|s| s.applied.as_ref())
                     .and_then(|r| r.max_execution_environments)
                     == Some(8)
         })
@@ -306,10 +306,10 @@ async fn function_lifecycle(world: &World, net: &Network) {
             .aws_function(TEAM, "products")
             .await
             .and_then(|f| f.configuration().cloned());
-        let (requested, _) = world.aws_scaling(TEAM, "products", "3").await;
+        let (held, _) = world.aws_scaling(TEAM, "products", "3").await;
         config.as_ref().and_then(|c| c.code_sha256()) == Some(arm_sha.as_str())
             && config.as_ref().and_then(|c| c.memory_size()) == Some(8192)
-            && requested == Some((Some(1), Some(8)))
+            && held == Some((Some(1), Some(8)))
     })
     .await;
     let sf = world

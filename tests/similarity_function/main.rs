@@ -39,7 +39,8 @@ async fn a_function_on_a_ready_provider_serves_version_1_with_its_scaling() {
     );
     assert_eq!(status.observed_generation, sf.metadata.generation);
     let scaling = status.scaling.expect("scaling");
-    assert_eq!(scaling.requested, scaling.applied);
+    // settled as AWS reports it: the values are applied, no request is pending
+    assert_eq!(scaling.requested, None);
     assert_eq!(
         scaling.applied.and_then(|s| s.max_execution_environments),
         Some(4)
@@ -87,9 +88,9 @@ async fn a_function_on_a_ready_provider_serves_version_1_with_its_scaling() {
     assert_eq!(tags[identity::TAG_OBJECT], "team/products");
     assert_eq!(tags.get(identity::TAG_UID), sf.metadata.uid.as_ref());
     assert_eq!(world.aws_versions(TEAM, "products").await, [1]);
-    let (requested, applied) = world.aws_scaling(TEAM, "products", "1").await;
-    assert_eq!(requested, Some((Some(1), Some(4))));
-    assert_eq!(applied, requested);
+    let (held, applied) = world.aws_scaling(TEAM, "products", "1").await;
+    assert_eq!(held, Some((Some(1), Some(4))));
+    assert_eq!(applied, held);
     assert_eq!(world.lambda_calls("CreateFunction"), 1);
     assert_eq!(world.lambda_calls("PublishVersion"), 1);
     world.stop_operator().await;
@@ -129,8 +130,8 @@ async fn configuration_changes_publish_new_versions_and_old_ones_are_pruned_to_r
         .await;
     assert_eq!(sf.status.and_then(|s| s.version).as_deref(), Some("3"));
     assert_eq!(world.aws_versions(TEAM, "products").await, [2, 3]);
-    let (requested, _) = world.aws_scaling(TEAM, "products", "3").await;
-    assert_eq!(requested, Some((Some(1), Some(4))));
+    let (held, _) = world.aws_scaling(TEAM, "products", "3").await;
+    assert_eq!(held, Some((Some(1), Some(4))));
     assert_eq!(world.lambda_calls("PublishVersion"), 3);
     world.stop_operator().await;
 }
@@ -294,8 +295,8 @@ async fn code_and_scaling_changed_outside_git_are_corrected() {
             f.configuration()
                 .and_then(|c| c.code_sha256().map(str::to_owned))
         });
-        let (requested, _) = world.aws_scaling(TEAM, "products", "1").await;
-        code.as_deref() == Some(arm_sha.as_str()) && requested == Some((Some(1), Some(4)))
+        let (held, _) = world.aws_scaling(TEAM, "products", "1").await;
+        code.as_deref() == Some(arm_sha.as_str()) && held == Some((Some(1), Some(4)))
     })
     .await;
     assert!(repaired, "the operator did not restore code and scaling");
@@ -355,8 +356,8 @@ async fn under_report_drift_is_only_reported() {
         "{:?}",
         world.operator_calls(true)
     );
-    let (requested, _) = world.aws_scaling(TEAM, "products", "1").await;
-    assert_eq!(requested, Some((Some(0), Some(40))));
+    let (held, _) = world.aws_scaling(TEAM, "products", "1").await;
+    assert_eq!(held, Some((Some(0), Some(40))));
     world.stop_operator().await;
 }
 
@@ -515,9 +516,28 @@ async fn fifty_ready_functions_resync_without_a_single_mutating_call() {
     world.config.similarity_function_concurrency = 16;
     world.start_operator();
     world.ready_provider(&net).await;
+    // AWS allows 100 function versions per provider; each function holds 4 ($LATEST, retain 2,
+    // one rolled out), so 25 fit on a provider and the fifty take two.
+    world
+        .apply_provider(harness::provider_manifest(
+            "second",
+            &net.private_subnet_ids(),
+            std::slice::from_ref(&net.security_group_id),
+            &world.role_arn,
+        ))
+        .await;
+    world
+        .wait_provider("second", "Ready", |cp| {
+            has_condition(harness::provider_conditions(cp), "Ready", "True", None)
+        })
+        .await;
     let names: Vec<String> = (0..50).map(|i| format!("fn-{i:02}")).collect();
-    for name in &names {
-        world.apply_function(&world.function(TEAM, name)).await;
+    for (i, name) in names.iter().enumerate() {
+        let mut manifest = world.function(TEAM, name);
+        if i % 2 == 1 {
+            manifest["spec"]["capacityProviderRef"]["name"] = json!("second");
+        }
+        world.apply_function(&manifest).await;
     }
     for name in &names {
         world.wait_function_ready(TEAM, name).await;
@@ -598,8 +618,8 @@ async fn configuration_changed_or_function_deleted_outside_git_is_restored() {
     assert_eq!(version(&sf), Some("1"));
     assert_eq!(world.lambda_calls("CreateFunction"), 2);
     assert_eq!(world.aws_versions(TEAM, "products").await, [1]);
-    let (requested, _) = world.aws_scaling(TEAM, "products", "1").await;
-    assert_eq!(requested, Some((Some(1), Some(4))));
+    let (held, _) = world.aws_scaling(TEAM, "products", "1").await;
+    assert_eq!(held, Some((Some(1), Some(4))));
     world.wait_event("products", "DriftCorrected").await;
     world.stop_operator().await;
 }
@@ -712,5 +732,213 @@ async fn a_provider_architecture_without_a_handler_build_gets_a_clear_condition(
         .expect("function");
     let c = f.configuration().expect("configuration");
     assert_eq!(c.architectures()[0].as_str(), "x86_64");
+    world.stop_operator().await;
+}
+
+// --- AWS's own behaviour (issue 17): quotas, moves, failed versions ----------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_provider_gets_old_versions_pruned_first_then_publishes() {
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    world.ready_provider(&net).await;
+    let mut manifest = world.function(TEAM, "products");
+    manifest["spec"]["versions"] = json!({"retain": 3});
+    world.apply_function(&manifest).await;
+    world.wait_function_ready(TEAM, "products").await;
+    for (memory, version) in [(8192, "2"), (6144, "3")] {
+        manifest["spec"]["memoryMiB"] = json!(memory);
+        world.apply_function(&manifest).await;
+        world
+            .wait_function(TEAM, "products", "Ready on the new version", |sf| {
+                is_ready(sf)
+                    && sf.status.as_ref().and_then(|s| s.version.as_deref()) == Some(version)
+            })
+            .await;
+    }
+    // $LATEST and versions 1, 2, 3: the provider is full once AWS allows 4.
+    world
+        .aws
+        .set_limits(1000, 4)
+        .await
+        .expect("lower the limit");
+    manifest["spec"]["memoryMiB"] = json!(12288);
+    world.apply_function(&manifest).await;
+    let sf = world
+        .wait_function(TEAM, "products", "Ready on version 4", |sf| {
+            is_ready(sf) && sf.status.as_ref().and_then(|s| s.version.as_deref()) == Some("4")
+        })
+        .await;
+    world
+        .aws
+        .set_limits(1000, 100)
+        .await
+        .expect("restore the limit");
+    // AWS refused the first publish; the oldest version made room; retain 3 holds after
+    assert_eq!(world.lambda_calls("PublishVersion"), 5);
+    assert_eq!(world.aws_versions(TEAM, "products").await, [2, 3, 4]);
+    assert_eq!(sf.status.expect("status").versions, vec!["2", "3", "4"]);
+    let cp = world.providers().get(PROVIDER).await.expect("provider");
+    let quota = cp
+        .status
+        .and_then(|s| s.function_version_quota)
+        .expect("status.functionVersionQuota");
+    assert_eq!(quota.limit, 100);
+    world.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_a_function_keeps_its_arn_and_leaves_no_version_on_the_old_provider() {
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    let old = world.ready_provider(&net).await;
+    world
+        .apply_provider(harness::provider_manifest(
+            "second",
+            &net.private_subnet_ids(),
+            std::slice::from_ref(&net.security_group_id),
+            &world.role_arn,
+        ))
+        .await;
+    let new = world
+        .wait_provider("second", "Ready", |cp| {
+            has_condition(harness::provider_conditions(cp), "Ready", "True", None)
+        })
+        .await;
+    let mut manifest = world.function(TEAM, "products");
+    world.apply_function(&manifest).await;
+    let before = world.wait_function_ready(TEAM, "products").await;
+    let arn = before.status.and_then(|s| s.function_arn).expect("arn");
+
+    manifest["spec"]["capacityProviderRef"]["name"] = json!("second");
+    world.apply_function(&manifest).await;
+    let new_arn = new.status.as_ref().and_then(|s| s.arn.clone());
+    let sf = world
+        .wait_function(TEAM, "products", "Ready on the second provider", |sf| {
+            is_ready(sf)
+                && sf
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.capacity_provider_arn.clone())
+                    == new_arn
+                && sf.status.as_ref().map(|s| s.versions.clone()) == Some(vec!["2".into()])
+        })
+        .await;
+    let status = sf.status.expect("status");
+    assert_eq!(
+        status.function_arn.as_deref(),
+        Some(arn.as_str()),
+        "moved, not recreated"
+    );
+    assert_eq!(status.version.as_deref(), Some("2"));
+    let aws_name = |cp: &lmi_operator::api::CapacityProvider| {
+        cp.status
+            .as_ref()
+            .and_then(|s| s.aws_name.clone())
+            .expect("aws name")
+    };
+    assert!(world.attached_versions(&aws_name(&old)).await.is_empty());
+    let mut on_new = world.attached_versions(&aws_name(&new)).await;
+    on_new.sort();
+    assert_eq!(on_new, [format!("{arn}:$LATEST"), format!("{arn}:2")]);
+    assert_eq!(world.lambda_calls("CreateFunction"), 1);
+    // the old provider can go now
+    world.delete_provider(PROVIDER).await;
+    world.wait_provider_gone(PROVIDER).await;
+    world.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_version_is_reported_with_awss_code_and_published_again_later() {
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    world.ready_provider(&net).await;
+    let mut manifest = world.function(TEAM, "products");
+    world.apply_function(&manifest).await;
+    world.wait_function_ready(TEAM, "products").await;
+
+    // Version 2 never starts: AWS has no capacity for it.
+    world
+        .aws
+        .set_state_delay(Duration::from_secs(3600))
+        .await
+        .expect("slow states");
+    manifest["spec"]["memoryMiB"] = json!(8192);
+    world.apply_function(&manifest).await;
+    let aws_name = world.function_aws_name(TEAM, "products");
+    let published = eventually(CONVERGE, || async {
+        world.aws_versions(TEAM, "products").await.contains(&2)
+    })
+    .await;
+    assert!(published, "version 2 was not published");
+    world
+        .aws
+        .fail_function_version(&aws_name, "2", "InsufficientCapacity", "No capacity left.")
+        .await
+        .expect("fail version 2");
+    world
+        .aws
+        .set_state_delay(Duration::ZERO)
+        .await
+        .expect("fast states");
+    let sf = world
+        .wait_function(TEAM, "products", "reported as InsufficientCapacity", |sf| {
+            has_condition(
+                conditions(sf),
+                "Ready",
+                "False",
+                Some("InsufficientCapacity"),
+            )
+        })
+        .await;
+    assert_eq!(version(&sf), Some("1"), "a failed version never serves");
+    // after the slow retry (2 s here) it is deleted and published again as version 3
+    let sf = world
+        .wait_function(TEAM, "products", "Ready on version 3", |sf| {
+            is_ready(sf) && version(sf) == Some("3")
+        })
+        .await;
+    // retain 2: version 1 stays for rollback, the failed one is gone
+    assert_eq!(sf.status.expect("status").versions, vec!["1", "3"]);
+    world.wait_event("products", "DeletedFailedVersion").await;
+    world.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_created_together_converge_within_awss_write_rate_without_throttling() {
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    // The emulator allows AWS's one capacity-provider write per second; five providers ask
+    // for at least five creates at once.
+    let names: Vec<String> = (0..5).map(|i| format!("rate-{i}")).collect();
+    for name in &names {
+        world
+            .apply_provider(harness::provider_manifest(
+                name,
+                &net.private_subnet_ids(),
+                std::slice::from_ref(&net.security_group_id),
+                &world.role_arn,
+            ))
+            .await;
+    }
+    for name in &names {
+        world
+            .wait_provider(name, "Ready", |cp| {
+                has_condition(harness::provider_conditions(cp), "Ready", "True", None)
+            })
+            .await;
+    }
+    let throttled: Vec<_> = world
+        .proxy
+        .log()
+        .into_iter()
+        .filter(|r| r.outcome == lmi_test_support::Outcome::Forwarded(429))
+        .map(|r| r.operation)
+        .collect();
+    assert!(
+        throttled.is_empty(),
+        "the operator throttled itself: {throttled:?}"
+    );
+    assert_eq!(world.lambda_calls("CreateCapacityProvider"), 5);
     world.stop_operator().await;
 }

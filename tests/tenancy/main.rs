@@ -339,9 +339,9 @@ async fn revoking_a_grant_deactivates_every_version_and_granting_it_again_restor
     world.wait_event("products", "ResumedFunction").await;
     let resumed = &world.lambda_snapshot().await[&name];
     assert!(!resumed.tags.contains_key("lmi.dev/suspended"));
-    let (requested, applied) = world.aws_scaling(TEAM, "products", "2").await;
-    assert_eq!(requested, Some((Some(1), Some(4))));
-    assert_eq!(applied, requested);
+    let (held, applied) = world.aws_scaling(TEAM, "products", "2").await;
+    assert_eq!(held, Some((Some(1), Some(4))));
+    assert_eq!(applied, held);
     assert!(world.aws_versions(TEAM, "products").await.contains(&2));
     world.stop_operator().await;
 }
@@ -359,8 +359,8 @@ async fn narrowing_the_role_pattern_suspends_a_running_function() {
         "{}",
         ready_message(&sf)
     );
-    let (requested, _) = world.aws_scaling(TEAM, "products", "1").await;
-    assert_eq!(requested, Some((Some(0), Some(0))));
+    let (held, _) = world.aws_scaling(TEAM, "products", "1").await;
+    assert_eq!(held, Some((Some(0), Some(0))));
     assert!(
         world.aws_function(TEAM, "products").await.is_some(),
         "never deleted"

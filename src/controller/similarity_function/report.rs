@@ -12,7 +12,7 @@ use super::versions;
 use crate::api::common::DriftEntry;
 use crate::api::conditions::{self as cond, reason};
 use crate::api::similarity_function::{
-    FunctionScaling, ScalingStatus, SimilarityFunction, SimilarityFunctionStatus,
+    FunctionScaling, FunctionState, ScalingStatus, SimilarityFunction, SimilarityFunctionStatus,
 };
 use crate::aws::functions::unqualified;
 use crate::aws::model::{ObservedFunction, ScalingConfig};
@@ -91,16 +91,22 @@ pub fn status(
     };
     c.set(cond::READY, ready, why, message);
 
-    // The serving version: the one matching the spec unless it failed to start, else the one
-    // reported before while it still exists (it serves until the new one is published).
-    let current = d
-        .current(world)
-        .filter(|v| v.state != Some(crate::api::similarity_function::FunctionState::Failed));
+    // The serving version: the one matching the spec once it runs, else the one reported
+    // before while it still exists and runs (it serves until the new one is Active). A version
+    // still starting, or one that failed to, never serves.
+    let runs = |v: &&ObservedFunction| {
+        matches!(
+            v.state,
+            Some(FunctionState::Active | FunctionState::Inactive)
+        )
+    };
+    let current = d.current(world).filter(runs);
     let serving: Option<&ObservedFunction> = current.or_else(|| {
         previous
             .version
             .as_deref()
             .and_then(|p| world.versions.iter().find(|v| v.version == p))
+            .filter(runs)
     });
     let is_current = serving.is_some() && serving == current;
     let scaling = serving.and_then(|v| match &world.scaling {

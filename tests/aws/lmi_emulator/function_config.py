@@ -12,7 +12,10 @@
 - PublishVersion, and CreateFunction / UpdateFunctionCode with ``PublishTo``: ``PublishTo:
   LATEST_PUBLISHED`` publishes (or republishes) the ``$LATEST.PUBLISHED`` version instead of a
   numbered one. A version is only published when code or configuration changed since the one it
-  would replace, as Lambda does. New versions on a provider start ``Pending``.
+  would replace, as Lambda does. New versions on a provider start ``Pending``. Version numbers
+  are never reused, not even after the newest version was deleted (Lambda developer guide,
+  "Function versions": versions are numbered in sequence; moto alone numbers from the
+  versions that remain).
 - PublishVersion's preconditions, as Lambda checks them: ``CodeSha256`` must be ``$LATEST``'s
   (else ``InvalidParameterValueException`` in Lambda's words) and ``RevisionId`` too (else
   ``PreconditionFailedException``, 412). Which one Lambda checks first when both differ (a code
@@ -252,7 +255,8 @@ def publish(
         previous = latest_published(versions)
     else:
         numbered = [v for v in versions if str(v.version).isdigit()]
-        version = max((int(v.version) for v in numbered), default=0) + 1
+        # Lambda never reuses a version number, not even that of a deleted latest version.
+        version = max([int(v.version) for v in numbered] + [group.get("lmi_last_version", 0)]) + 1
         previous = max(numbered, key=lambda v: int(v.version), default=None)
     if previous is not None and fingerprint(previous) == fingerprint(latest):
         return previous  # nothing changed since: Lambda returns the existing version
@@ -265,6 +269,8 @@ def publish(
 
     fn = copy.copy(latest)
     fn.set_version(version)  # type: ignore[arg-type]
+    if isinstance(version, int):
+        group["lmi_last_version"] = version
     new_revision(fn)
     if description:
         fn.description = description

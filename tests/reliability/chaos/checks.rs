@@ -207,10 +207,10 @@ async fn function(world: &World, name: &str, spec: &FunctionSpec) -> Check {
     ensure(duplicates.is_empty(), || {
         format!("function {name}: one configuration published twice: {duplicates:?}")
     })?;
-    let (requested, _) = world.aws_scaling(TEAM, name, &serving).await;
-    ensure(requested == Some((Some(spec.min), Some(spec.max))), || {
+    let (held, _) = world.aws_scaling(TEAM, name, &serving).await;
+    ensure(held == Some((Some(spec.min), Some(spec.max))), || {
         format!(
-            "function {name}: scaling of {serving} {requested:?}, spec {}..{}",
+            "function {name}: scaling of {serving} {held:?}, spec {}..{}",
             spec.min, spec.max
         )
     })

@@ -274,6 +274,25 @@ impl AwsEmulator {
         self.control("state", body).await
     }
 
+    /// Forces a published version into `Failed` with AWS's `StateReasonCode` and `StateReason`
+    /// (as a version that could not start reports them).
+    pub async fn fail_function_version(
+        &self,
+        function_name: &str,
+        qualifier: &str,
+        code: &str,
+        reason: &str,
+    ) -> Result<(), SupportError> {
+        let body = format!(
+            r#"{{"FunctionName": {}, "Qualifier": {}, "State": "Failed", "StateReasonCode": {}, "StateReason": {}}}"#,
+            json_string(function_name),
+            json_string(qualifier),
+            json_string(code),
+            json_string(reason)
+        );
+        self.control("state", body).await
+    }
+
     /// The last lines the emulator printed (stdout and stderr), for diagnosing a failed test.
     pub fn recent_output(&self) -> Vec<String> {
         lock(&self.output).iter().cloned().collect()

@@ -618,6 +618,11 @@ pub struct CapacityProviderStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function_version_quota: Option<VersionQuota>,
 
+    /// Tag keys the operator set on the provider (`spec.tags` and its ownership tags): a key
+    /// removed from the spec is removed from AWS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_tags: Vec<String>,
+
     /// ARN of the existing capacity provider this object took over (`spec.adopt`). Once set,
     /// `spec.adopt` is no longer considered: a same-named provider that later replaces it is
     /// never taken over silently.

@@ -57,13 +57,20 @@ pub const OWNERSHIP_TAG_PREFIX: &str = "lmi.dev/";
 
 /// CEL rules shared by every tag map in the API.
 pub fn tag_rules() -> Rule {
-    Rule::new(
-        "self.all(k, size(k) >= 1 && size(k) <= 128 && !k.startsWith('aws:') && \
-         !k.startsWith('lmi.dev/')) && self.all(k, size(self[k]) <= 256)",
-    )
+    // The API model's TagKey and TagValue: 1-128 and 0-256 characters of letters, spaces,
+    // digits and `_ . : / = + - @`.
+    Rule::new(concat!(
+        "self.all(k, size(k) >= 1 && size(k) <= 128 && !k.startsWith('aws:') && ",
+        "!k.startsWith('lmi.dev/') && k.matches(",
+        r"r'^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$'",
+        ")) && self.all(k, size(self[k]) <= 256 && self[k].matches(",
+        r"r'^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$'",
+        "))",
+    ))
     .message(
-        "tag keys must be 1-128 characters and must not start with 'aws:' (reserved by AWS) or \
-         'lmi.dev/' (reserved for the operator's ownership tags); values at most 256 characters",
+        "tag keys must be 1-128 and values at most 256 characters of letters, digits, spaces and \
+         _ . : / = + - @ (AWS's tag pattern); keys must not start with 'aws:' (reserved by AWS) \
+         or 'lmi.dev/' (reserved for the operator's ownership tags)",
     )
 }
 

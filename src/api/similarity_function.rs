@@ -129,9 +129,9 @@ pub struct SimilarityFunctionSpec {
     #[schemars(range(min = 1, max = 1600))]
     pub max_concurrency_per_environment: Option<i32>,
 
-    /// Invocation timeout in seconds (1–900).
+    /// Invocation timeout in seconds (1–5400, the API model's range for Lambda's `Timeout`).
     #[serde(default = "default_timeout")]
-    #[schemars(range(min = 1, max = 900))]
+    #[schemars(range(min = 1, max = 5400))]
     pub timeout_seconds: i32,
 
     /// Extra environment variables for the handler (up to 50). Names starting with `AWS_`
@@ -279,8 +279,9 @@ pub struct CatalogSpec {
     #[schemars(regex(pattern = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"))]
     pub uri: String,
 
-    /// Length of every embedding vector in the catalog (1–8192).
-    #[schemars(range(min = 1, max = 8192))]
+    /// Length of every embedding vector in the catalog: 256, 384, 1024 or 3072, the sizes the
+    /// embedding model produces and the handler serves (queries and catalog must match).
+    #[schemars(extend("enum" = [256, 384, 1024, 3072]))]
     pub dimensions: i32,
 }
 
@@ -449,6 +450,16 @@ pub struct SimilarityFunctionStatus {
     /// Scaling requested by the operator and applied by Lambda.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ScalingStatus>,
+
+    /// Versions kept only for rollback, scaled to 0 execution environments (they cost nothing
+    /// until a rollback reactivates them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_versions: Vec<String>,
+
+    /// Tag keys the operator set on the function from `spec.tags` (and its ownership tags): a
+    /// key removed from the spec is removed from AWS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_tags: Vec<String>,
 
     /// Differences between the spec and AWS found by the last resync.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -821,3 +821,71 @@ async fn it_converges_through_throttling_server_errors_and_latency() {
     assert_eq!(world.aws_provider_names().await, vec![aws_name("flaky-b")]);
     world.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_and_tags_removed_from_the_spec_return_aws_to_its_defaults() {
+    let mut world = World::start().await;
+    let net = world.good_network().await;
+    world.start_operator();
+    let mut manifest = provider_manifest(
+        "reverted",
+        &net.private_subnet_ids(),
+        std::slice::from_ref(&net.security_group_id),
+        &world.role_arn,
+    );
+    manifest["spec"]["tags"] = serde_json::json!({"team": "search", "cost-center": "42"});
+    manifest["spec"]["logging"] = serde_json::json!({"systemLogLevel": "DEBUG"});
+    manifest["spec"]["propagateTags"] =
+        serde_json::json!({"mode": "Explicit", "explicitTags": {"owner": "search"}});
+    world.apply_provider(manifest.clone()).await;
+    world.wait_provider("reverted", "Ready", ready).await;
+    assert_eq!(aws_max_vcpu(&world, "reverted").await, Some(64));
+
+    // Git drops the bound, the logging and propagation settings and one tag.
+    let spec = manifest["spec"].as_object_mut().expect("spec");
+    spec.remove("logging");
+    spec.remove("propagateTags");
+    spec["scaling"] = serde_json::json!({"mode": "Auto"});
+    spec["tags"] = serde_json::json!({"team": "search"});
+    world.apply_provider(manifest).await;
+    let reverted = eventually(Duration::from_secs(60), || async {
+        let p = world
+            .lambda
+            .get_capacity_provider()
+            .capacity_provider_name(aws_name("reverted"))
+            .send()
+            .await
+            .expect("get")
+            .capacity_provider
+            .expect("provider");
+        let tags = world
+            .lambda
+            .list_tags()
+            .resource(p.capacity_provider_arn())
+            .send()
+            .await
+            .expect("tags")
+            .tags
+            .unwrap_or_default();
+        let level = p
+            .capacity_provider_telemetry_config()
+            .and_then(|t| t.logging_config())
+            .and_then(|l| l.system_log_level())
+            .map(|l| l.as_str().to_owned());
+        let propagation = p.propagate_tags().map(|t| t.mode().as_str().to_owned());
+        p.capacity_provider_scaling_config()
+            .and_then(|s| s.max_v_cpu_count())
+            .is_none()
+            && !tags.contains_key("cost-center")
+            && tags.get("team").map(String::as_str) == Some("search")
+            && level.as_deref() == Some("INFO")
+            && propagation.as_deref() != Some("Explicit")
+    })
+    .await;
+    assert!(reverted, "AWS kept a setting or tag Git removed");
+    let cp = world.wait_provider("reverted", "in sync", ready).await;
+    let managed = cp.status.expect("status").managed_tags;
+    assert!(managed.contains(&"team".to_owned()));
+    assert!(!managed.contains(&"cost-center".to_owned()));
+    world.stop_operator().await;
+}

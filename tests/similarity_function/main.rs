@@ -942,3 +942,104 @@ async fn providers_created_together_converge_within_awss_write_rate_without_thro
     assert_eq!(world.lambda_calls("CreateCapacityProvider"), 5);
     world.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_tag_and_scaling_bound_return_aws_to_its_defaults() {
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    world.ready_provider(&net).await;
+    let mut manifest = world.function(TEAM, "products");
+    manifest["spec"]["tags"]["cost-center"] = json!("42");
+    world.apply_function(&manifest).await;
+    world.wait_function_ready(TEAM, "products").await;
+    let tags = |f: Option<aws_sdk_lambda::operation::get_function::GetFunctionOutput>| {
+        f.and_then(|f| f.tags().cloned()).unwrap_or_default()
+    };
+    assert_eq!(
+        tags(world.aws_function(TEAM, "products").await)
+            .get("cost-center")
+            .map(String::as_str),
+        Some("42")
+    );
+
+    // Git drops the tag and the maximum: AWS goes back to no tag and Lambda's default.
+    manifest["spec"]["tags"]
+        .as_object_mut()
+        .expect("tags")
+        .remove("cost-center");
+    manifest["spec"]["scaling"] = json!({"minExecutionEnvironments": 1});
+    world.apply_function(&manifest).await;
+    let reverted = eventually(CONVERGE, || async {
+        let (held, _) = world.aws_scaling(TEAM, "products", "1").await;
+        !tags(world.aws_function(TEAM, "products").await).contains_key("cost-center")
+            && held == Some((Some(1), None))
+    })
+    .await;
+    assert!(
+        reverted,
+        "AWS kept what Git removed: {:?}",
+        world.aws_scaling(TEAM, "products", "1").await
+    );
+    world.wait_event("products", "UntaggedFunction").await;
+    assert_eq!(
+        world.lambda_calls("PublishVersion"),
+        1,
+        "tags and scaling need no version"
+    );
+    world.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_kept_for_rollback_hold_no_capacity_until_rolled_back_to() {
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    world.ready_provider(&net).await;
+    let mut manifest = world.function(TEAM, "products");
+    world.apply_function(&manifest).await;
+    world.wait_function_ready(TEAM, "products").await;
+
+    manifest["spec"]["memoryMiB"] = json!(8192);
+    world.apply_function(&manifest).await;
+    let sf = world
+        .wait_function(TEAM, "products", "version 1 retired", |sf| {
+            is_ready(sf)
+                && version(sf) == Some("2")
+                && sf.status.as_ref().map(|s| s.retired_versions.clone()) == Some(vec!["1".into()])
+        })
+        .await;
+    assert_eq!(sf.status.expect("status").versions, vec!["1", "2"]);
+    assert_eq!(
+        world.aws_scaling(TEAM, "products", "1").await.0,
+        Some((Some(0), Some(0)))
+    );
+    assert_eq!(
+        world.aws_scaling(TEAM, "products", "2").await.0,
+        Some((Some(1), Some(4)))
+    );
+
+    // Roll back: version 1 serves the spec again and gets its capacity back; 2 gives its up.
+    manifest["spec"]["memoryMiB"] = json!(4096);
+    world.apply_function(&manifest).await;
+    world
+        .wait_function(TEAM, "products", "rolled back to version 1", |sf| {
+            is_ready(sf)
+                && version(sf) == Some("1")
+                && sf.status.as_ref().map(|s| s.retired_versions.clone()) == Some(vec!["2".into()])
+        })
+        .await;
+    assert_eq!(
+        world.aws_scaling(TEAM, "products", "1").await.0,
+        Some((Some(1), Some(4)))
+    );
+    assert_eq!(
+        world.aws_scaling(TEAM, "products", "2").await.0,
+        Some((Some(0), Some(0)))
+    );
+    assert_eq!(
+        world.lambda_calls("PublishVersion"),
+        2,
+        "a rollback publishes nothing"
+    );
+    world.wait_event("products", "ReactivatedVersion").await;
+    world.stop_operator().await;
+}

@@ -237,6 +237,22 @@ pub async fn apply_provider(
                     ),
                 ));
             }
+            Step::Untag(keys) => {
+                if let Some((provider, observed_tags)) = &mut world.provider {
+                    aws.lambda.untag_resource(&provider.arn, keys).await?;
+                    for k in keys {
+                        observed_tags.remove(k);
+                    }
+                    changes.push(change(
+                        "UntaggedCapacityProvider",
+                        format!(
+                            "removed tags {} from capacity provider {aws_name} (no longer in the \
+                             spec)",
+                            keys.join(", ")
+                        ),
+                    ));
+                }
+            }
             Step::Tag(tags) => {
                 if let Some((provider, observed_tags)) = &mut world.provider {
                     aws.lambda.tag_resource(&provider.arn, tags).await?;

@@ -143,7 +143,12 @@ async fn run_pipeline(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Er
     }
 
     // plan (pure)
-    let desired = plan::desired_config(&cp.spec, &world.subnet_ids(), &world.security_group_ids());
+    let desired = plan::desired_config(
+        &cp.spec,
+        &name,
+        &world.subnet_ids(),
+        &world.security_group_ids(),
+    );
     let desired_tags = plan::desired_tags(&cp.spec, &ownership);
     let provider_plan = {
         let observed = world
@@ -156,6 +161,11 @@ async fn run_pipeline(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Er
             observed,
             adopt: cp.spec.adopt && cp.status.as_ref().is_none_or(|s| s.adopted_arn.is_none()),
             may_correct,
+            managed_tags: cp
+                .status
+                .as_ref()
+                .map(|s| s.managed_tags.as_slice())
+                .unwrap_or_default(),
         });
         if blocked {
             // Never create or change anything while the network or instance types are wrong.
@@ -200,6 +210,7 @@ async fn run_pipeline(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Er
         corrected: may_correct && !changes.is_empty(),
         attached,
         version_limit: ctx.config.max_versions_per_capacity_provider,
+        desired_tags: &desired_tags,
     };
     let (mut status, conditions) = report::status(cp, &outcome, crate::controller::now());
     let object = cp.object_ref(&());

@@ -12,9 +12,22 @@ use crate::aws::model::{
 };
 use crate::identity::Ownership;
 
-/// The provider configuration the spec asks for, with the network as resolved.
+/// Lambda's system log level when none is set: "By default, Lambda sets the system log level
+/// to INFO" (developer guide, "Log-level filtering for capacity provider system logs").
+const DEFAULT_SYSTEM_LOG_LEVEL: &str = "INFO";
+
+/// Lambda's log group of a capacity provider when none is set: "By default, Lambda capacity
+/// providers send logs to a default log group named /aws/lambda/capacity-provider/<capacity
+/// provider name>" (API reference, CapacityProviderLoggingConfig).
+fn default_log_group(aws_name: &str) -> String {
+    format!("/aws/lambda/capacity-provider/{aws_name}")
+}
+
+/// The provider configuration the spec asks for, with the network as resolved. Settings the
+/// spec leaves out are AWS's documented defaults, so removing one from the spec reverts it.
 pub fn desired_config(
     spec: &CapacityProviderSpec,
+    aws_name: &str,
     subnet_ids: &[String],
     security_group_ids: &[String],
 ) -> ProviderConfig {
@@ -48,25 +61,46 @@ pub fn desired_config(
             max_vcpu_count: spec.scaling.max_v_cpu_count,
             target_cpu_utilization: spec.scaling.target_cpu_utilization,
         },
-        propagate_tags: spec.propagate_tags.as_ref().map(|p| ProviderPropagateTags {
-            mode: match p.mode {
-                PropagateTagsMode::None => "None",
-                PropagateTagsMode::Explicit => "Explicit",
-            }
-            .to_owned(),
-            explicit_tags: p.explicit_tags.clone(),
+        // Settings the spec leaves out are sent as AWS's defaults (no propagation, no telemetry
+        // settings), so removing them from the spec returns AWS to its default.
+        propagate_tags: Some(
+            spec.propagate_tags
+                .as_ref()
+                .map_or_else(no_propagation, |p| ProviderPropagateTags {
+                    mode: match p.mode {
+                        PropagateTagsMode::None => "None",
+                        PropagateTagsMode::Explicit => "Explicit",
+                    }
+                    .to_owned(),
+                    explicit_tags: p.explicit_tags.clone(),
+                }),
+        ),
+        logging: Some(ProviderLogging {
+            system_log_level: Some(
+                spec.logging
+                    .as_ref()
+                    .and_then(|l| l.system_log_level)
+                    .map_or(DEFAULT_SYSTEM_LOG_LEVEL, |level| match level {
+                        SystemLogLevel::Debug => "DEBUG",
+                        SystemLogLevel::Info => "INFO",
+                        SystemLogLevel::Warn => "WARN",
+                    })
+                    .to_owned(),
+            ),
+            log_group: Some(
+                spec.logging
+                    .as_ref()
+                    .and_then(|l| l.log_group.clone())
+                    .unwrap_or_else(|| default_log_group(aws_name)),
+            ),
         }),
-        logging: spec.logging.as_ref().map(|l| ProviderLogging {
-            system_log_level: l.system_log_level.map(|level| {
-                match level {
-                    SystemLogLevel::Debug => "DEBUG",
-                    SystemLogLevel::Info => "INFO",
-                    SystemLogLevel::Warn => "WARN",
-                }
-                .to_owned()
-            }),
-            log_group: l.log_group.clone(),
-        }),
+    }
+}
+
+fn no_propagation() -> ProviderPropagateTags {
+    ProviderPropagateTags {
+        mode: "None".into(),
+        explicit_tags: BTreeMap::new(),
     }
 }
 
@@ -99,13 +133,16 @@ fn entry(field: &str, desired: String, observed: String, correctable: bool) -> D
     }
 }
 
-/// Differences between the desired and observed provider. Optional settings the spec leaves
-/// to AWS are not compared (AWS's defaults are not drift).
+/// Differences between the desired and observed provider. Settings the spec leaves out are
+/// compared with AWS's defaults (a removed setting reverts); tags the operator set before
+/// (`managed_tags`, from status) that the spec dropped are drift too.
 pub fn drift(
     desired: &ProviderConfig,
     desired_tags: &BTreeMap<String, String>,
     observed: &ProviderConfig,
     observed_tags: &HashMap<String, String>,
+    managed_tags: &[String],
+    observed_name: Option<&str>,
 ) -> Vec<DriftEntry> {
     let mut out = Vec::new();
     let fixed = |out: &mut Vec<DriftEntry>, field: &str, d: String, o: String| {
@@ -171,7 +208,9 @@ pub fn drift(
             true,
         ));
     }
-    if d.max_vcpu_count.is_some() && d.max_vcpu_count != o.max_vcpu_count {
+    // Compared also when the spec leaves it out: a bound removed from the spec is removed in
+    // AWS (which sets none by itself).
+    if d.max_vcpu_count != o.max_vcpu_count {
         out.push(entry(
             "scaling.maxVCpuCount",
             opt(&d.max_vcpu_count),
@@ -193,17 +232,25 @@ pub fn drift(
         let observed = observed
             .propagate_tags
             .clone()
-            .unwrap_or(ProviderPropagateTags {
-                mode: "None".into(),
-                explicit_tags: BTreeMap::new(),
-            });
+            .unwrap_or_else(no_propagation);
         if *p != observed {
             out.push(entry("propagateTags", show(p), show(&observed), true));
         }
     }
     if let Some(l) = &desired.logging {
+        // What AWS leaves unreported is its default.
         let o = observed.logging.clone().unwrap_or_default();
-        if l.system_log_level.is_some() && l.system_log_level != o.system_log_level {
+        let o = ProviderLogging {
+            system_log_level: o
+                .system_log_level
+                .or_else(|| Some(DEFAULT_SYSTEM_LOG_LEVEL.to_owned())),
+            log_group: o.log_group.or_else(|| {
+                observed_name
+                    .filter(|n| !n.is_empty())
+                    .map(default_log_group)
+            }),
+        };
+        if l.system_log_level != o.system_log_level {
             out.push(entry(
                 "logging.systemLogLevel",
                 opt(&l.system_log_level),
@@ -211,11 +258,23 @@ pub fn drift(
                 true,
             ));
         }
-        if l.log_group.is_some() && l.log_group != o.log_group {
+        if l.log_group != o.log_group {
             out.push(entry(
                 "logging.logGroup",
                 opt(&l.log_group),
                 opt(&o.log_group),
+                true,
+            ));
+        }
+    }
+    for key in managed_tags {
+        if !desired_tags.contains_key(key)
+            && let Some(have) = observed_tags.get(key)
+        {
+            out.push(entry(
+                &format!("tags.{key}"),
+                "<absent>".into(),
+                have.clone(),
                 true,
             ));
         }
@@ -243,6 +302,8 @@ pub enum Step {
     Update,
     /// Add or overwrite these tags.
     Tag(BTreeMap<String, String>),
+    /// Remove these tags (the operator set them; the spec no longer names them).
+    Untag(Vec<String>),
 }
 
 /// Inputs to the provider plan.
@@ -258,6 +319,8 @@ pub struct PlanInput<'a> {
     pub adopt: bool,
     /// Repair drift (`Correct`), or the spec itself changed since the last sync.
     pub may_correct: bool,
+    /// Tag keys the operator set before (from status).
+    pub managed_tags: &'a [String],
 }
 
 /// The plan for the provider itself.
@@ -297,7 +360,14 @@ pub fn plan(input: PlanInput<'_>) -> ProviderPlan {
             ..Default::default()
         };
     }
-    let drift = drift(input.desired, input.desired_tags, &observed.config, tags);
+    let drift = drift(
+        input.desired,
+        input.desired_tags,
+        &observed.config,
+        tags,
+        input.managed_tags,
+        observed.arn.rsplit(':').next(),
+    );
     let mut steps = Vec::new();
     // Ownership tags are ours to keep right whatever the drift policy: without them the
     // operator would lose track of what it owns.
@@ -307,8 +377,15 @@ pub fn plan(input: PlanInput<'_>) -> ProviderPlan {
         .filter_map(|d| {
             d.field
                 .strip_prefix("tags.")
+                .filter(|k| input.desired_tags.contains_key(*k))
                 .map(|k| (k.to_owned(), d.desired.clone()))
         })
+        .collect();
+    let removed: Vec<String> = drift
+        .iter()
+        .filter_map(|d| d.field.strip_prefix("tags."))
+        .filter(|k| !input.desired_tags.contains_key(*k))
+        .map(str::to_owned)
         .collect();
     if retag_ownership || (input.may_correct && !tag_drift.is_empty()) {
         let tags = if retag_ownership {
@@ -317,6 +394,9 @@ pub fn plan(input: PlanInput<'_>) -> ProviderPlan {
             tag_drift
         };
         steps.push(Step::Tag(tags));
+    }
+    if input.may_correct && !removed.is_empty() {
+        steps.push(Step::Untag(removed));
     }
     let config_drift = drift
         .iter()
@@ -360,16 +440,20 @@ mod tests {
         }
     }
 
+    fn managed() -> Vec<String> {
+        vec!["team".into(), "cost-center".into()]
+    }
+
     fn ownership() -> BTreeMap<String, String> {
         BTreeMap::from([("lmi.dev/uid".into(), "u1".into())])
     }
 
     fn observed_as_desired() -> (ObservedProvider, HashMap<String, String>) {
-        let config = desired_config(&spec(), &["subnet-a".into()], &["sg-1".into()]);
+        let config = desired_config(&spec(), "x", &["subnet-a".into()], &["sg-1".into()]);
         let tags = desired_tags(&spec(), &ownership()).into_iter().collect();
         (
             ObservedProvider {
-                arn: "arn".into(),
+                arn: "arn:aws:lambda:us-east-1:123456789012:capacity-provider:x".into(),
                 state: ProviderState::Active,
                 config,
             },
@@ -381,7 +465,7 @@ mod tests {
         observed: Option<(&ObservedProvider, &HashMap<String, String>, Ownership)>,
         may_correct: bool,
     ) -> ProviderPlan {
-        let desired = desired_config(&spec(), &["subnet-a".into()], &["sg-1".into()]);
+        let desired = desired_config(&spec(), "x", &["subnet-a".into()], &["sg-1".into()]);
         let tags = desired_tags(&spec(), &ownership());
         plan(PlanInput {
             desired: &desired,
@@ -389,6 +473,7 @@ mod tests {
             observed,
             adopt: false,
             may_correct,
+            managed_tags: &managed(),
         })
     }
 
@@ -416,6 +501,64 @@ mod tests {
             run(Some((&o, &tags, Ownership::Ours)), true)
                 .drift
                 .is_empty()
+        );
+        // reported as absent: the same defaults
+        o.config.logging = None;
+        o.config.propagate_tags = None;
+        assert!(
+            run(Some((&o, &tags, Ownership::Ours)), true)
+                .drift
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn settings_removed_from_the_spec_return_to_awss_defaults() {
+        let (mut o, mut tags) = observed_as_desired();
+        // set before from the spec, now gone from it
+        o.config.logging = Some(ProviderLogging {
+            system_log_level: Some("DEBUG".into()),
+            log_group: Some("/custom".into()),
+        });
+        o.config.propagate_tags = Some(ProviderPropagateTags {
+            mode: "Explicit".into(),
+            explicit_tags: BTreeMap::from([("a".into(), "b".into())]),
+        });
+        tags.insert("cost-center".into(), "42".into());
+        tags.insert("someone-elses".into(), "x".into());
+        let mut desired_spec = spec();
+        desired_spec.scaling.max_v_cpu_count = None;
+        let desired = desired_config(&desired_spec, "x", &["subnet-a".into()], &["sg-1".into()]);
+        let desired_tags = desired_tags(&desired_spec, &ownership());
+        let plan = plan(PlanInput {
+            desired: &desired,
+            desired_tags: &desired_tags,
+            observed: Some((&o, &tags, Ownership::Ours)),
+            adopt: false,
+            may_correct: true,
+            managed_tags: &managed(),
+        });
+        let fields: Vec<&str> = plan.drift.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "scaling.maxVCpuCount",
+                "propagateTags",
+                "logging.systemLogLevel",
+                "logging.logGroup",
+                "tags.cost-center"
+            ]
+        );
+        assert_eq!(
+            plan.steps,
+            vec![Step::Untag(vec!["cost-center".into()]), Step::Update]
+        );
+        assert_eq!(
+            desired
+                .logging
+                .as_ref()
+                .and_then(|l| l.log_group.as_deref()),
+            Some("/aws/lambda/capacity-provider/x")
         );
     }
 

@@ -33,6 +33,8 @@ pub struct Outcome<'a> {
     pub attached: Option<Vec<String>>,
     /// AWS's limit of function versions per provider.
     pub version_limit: usize,
+    /// The tags the provider must carry.
+    pub desired_tags: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// The status for `cp` after a successful reconcile, and the conditions that changed.
@@ -192,6 +194,16 @@ pub fn status(
             used: i64::try_from(a.len()).unwrap_or(i64::MAX),
             limit: i64::try_from(outcome.version_limit).unwrap_or(i64::MAX),
         }),
+        managed_tags: match &world.provider {
+            Some((_, held)) => outcome
+                .desired_tags
+                .iter()
+                .filter(|(k, v)| held.get(*k) == Some(*v))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            // nothing read: keep what was recorded
+            None => previous.managed_tags.clone(),
+        },
         adopted_arn: if outcome.plan.adopting {
             provider.map(|p| p.arn.clone())
         } else {

@@ -39,6 +39,46 @@ pub async fn run(
             world.function = Some(created);
             change("CreatedFunction", message)
         }
+        Step::Untag(keys) => {
+            lambda.untag_resource(&function_arn(world), keys).await?;
+            for k in keys {
+                world.tags.remove(k);
+            }
+            change(
+                "UntaggedFunction",
+                format!(
+                    "removed tags {} from function {name} (no longer in the spec)",
+                    keys.join(", ")
+                ),
+            )
+        }
+        Step::Retire(version) => {
+            lambda
+                .put_scaling_config(name, version, &DEACTIVATED)
+                .await?;
+            world.retired.insert(version.clone());
+            change(
+                "RetiredVersion",
+                format!(
+                    "scaled version {version} of {name}, kept for rollback, to 0 execution \
+                     environments"
+                ),
+            )
+        }
+        Step::Reactivate(version) => {
+            lambda.put_scaling_config(name, version, &d.scaling).await?;
+            world.retired.remove(version);
+            record_scaling(world, version, &d.scaling);
+            change(
+                "ReactivatedVersion",
+                format!(
+                    "version {version} of {name} serves the spec again: asked for {} to {} \
+                     execution environments",
+                    show(d.scaling.min),
+                    show(d.scaling.max)
+                ),
+            )
+        }
         Step::Tag(tags) => {
             lambda.tag_resource(&function_arn(world), tags).await?;
             world.tags.extend(tags.clone());
@@ -116,6 +156,13 @@ pub async fn run(
                 .await?;
             world.tags.remove(SUSPENDED_TAG);
             record_scaling(world, version, &scaling);
+            // the suspension deactivated every other version: they stay so, kept for rollback
+            world.retired = world
+                .versions
+                .iter()
+                .map(|v| v.version.clone())
+                .filter(|v| v != version)
+                .collect();
             change(
                 "ResumedFunction",
                 format!(

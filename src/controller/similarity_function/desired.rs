@@ -137,12 +137,15 @@ pub fn tags(
     tags
 }
 
-/// The scaling the spec asks for (members it leaves out stay Lambda's choice).
+/// The scaling a version serving the spec holds: the spec's, with Lambda's documented default
+/// minimum (3, never above the spec's maximum) where the spec leaves it out — so a bound removed
+/// from the spec returns AWS to its default instead of staying as it was. A maximum the spec
+/// leaves out is put as absent, which AWS reads as its own default.
 pub fn scaling(spec: &SimilarityFunctionSpec) -> ScalingConfig {
-    ScalingConfig {
+    reactivation(&ScalingConfig {
         min: spec.scaling.min_execution_environments,
         max: spec.scaling.max_execution_environments,
-    }
+    })
 }
 
 /// Stable id of an S3 code source (bucket, key and object version).

@@ -150,12 +150,12 @@ pub fn latest(
     out
 }
 
-/// How the scaling Lambda was last asked for differs from the spec's (only the members the
-/// spec sets).
-pub fn scaling(desired: &ScalingConfig, requested: Option<&ScalingConfig>) -> Vec<DriftEntry> {
+/// How the scaling a version holds differs from the desired one, member by member (the
+/// desired scaling names both: `desired::scaling`).
+pub fn scaling(desired: &ScalingConfig, held: Option<&ScalingConfig>) -> Vec<DriftEntry> {
     let mut out = Vec::new();
-    let have = requested.cloned().unwrap_or_default();
-    if desired.min.is_some() && desired.min != have.min {
+    let have = held.cloned().unwrap_or_default();
+    if desired.min != have.min {
         out.push(entry(
             "scaling.minExecutionEnvironments",
             text(desired.min),
@@ -163,7 +163,7 @@ pub fn scaling(desired: &ScalingConfig, requested: Option<&ScalingConfig>) -> Ve
             true,
         ));
     }
-    if desired.max.is_some() && desired.max != have.max {
+    if desired.max != have.max {
         out.push(entry(
             "scaling.maxExecutionEnvironments",
             text(desired.max),
@@ -174,14 +174,13 @@ pub fn scaling(desired: &ScalingConfig, requested: Option<&ScalingConfig>) -> Ve
     out
 }
 
-/// Whether Lambda applies what it was asked for (the members the spec sets).
+/// Whether Lambda applies the desired scaling.
 pub fn scaling_applied(desired: &ScalingConfig, applied: Option<&ScalingConfig>) -> bool {
-    let have = applied.cloned().unwrap_or_default();
-    (desired.min.is_none() || desired.min == have.min)
-        && (desired.max.is_none() || desired.max == have.max)
+    applied.cloned().unwrap_or_default() == *desired
 }
 
-/// Tags missing or with another value (extra tags are not drift).
+/// Tags missing or with another value (extra tags are not drift; tags the operator set before
+/// and the spec no longer names are found by `removed_tags`).
 pub fn tags(
     desired: &BTreeMap<String, String>,
     observed: &HashMap<String, String>,
@@ -190,6 +189,20 @@ pub fn tags(
         .iter()
         .filter(|(k, v)| observed.get(*k) != Some(*v))
         .map(|(k, v)| entry(&format!("tags.{k}"), v.clone(), text(observed.get(k)), true))
+        .collect()
+}
+
+/// Keys the operator set before (`managed`, from status) that the spec no longer names and AWS
+/// still holds: to be removed.
+pub fn removed_tags(
+    desired: &BTreeMap<String, String>,
+    observed: &HashMap<String, String>,
+    managed: &[String],
+) -> Vec<String> {
+    managed
+        .iter()
+        .filter(|k| !desired.contains_key(*k) && observed.contains_key(*k))
+        .cloned()
         .collect()
 }
 
@@ -301,22 +314,25 @@ mod tests {
     }
 
     #[test]
-    fn scaling_compares_only_what_the_spec_sets() {
+    fn scaling_compares_both_members_so_a_removed_bound_is_drift() {
         let desired = ScalingConfig {
             min: Some(1),
             max: None,
         };
-        let requested = ScalingConfig {
+        let held = ScalingConfig {
             min: Some(1),
             max: Some(50),
         };
-        assert!(scaling(&desired, Some(&requested)).is_empty());
+        let d = scaling(&desired, Some(&held));
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].field, "scaling.maxExecutionEnvironments");
+        assert_eq!(d[0].desired, "<absent>");
         let d = scaling(&desired, None);
         assert_eq!(d[0].field, "scaling.minExecutionEnvironments");
         assert_eq!(d[0].observed, "<absent>");
-        assert!(scaling_applied(&desired, Some(&requested)));
+        assert!(!scaling_applied(&desired, Some(&held)));
+        assert!(scaling_applied(&desired, Some(&desired.clone())));
         assert!(!scaling_applied(&desired, None));
-        assert!(scaling_applied(&ScalingConfig::default(), None));
     }
 
     #[test]

@@ -157,15 +157,20 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
 
     // resolve: AWS
     let mut world = resolve::read(&aws, &desired.name).await?;
-    let scaled = desired.scaling.min.is_some() || desired.scaling.max.is_some();
-    if let (true, Some(v)) = (scaled, desired.current(&world).map(|v| v.version.clone())) {
+    world.retired = status.retired_versions.iter().cloned().collect();
+    if let Some(v) = desired.current(&world).map(|v| v.version.clone()) {
         let scaling = resolve::read_scaling(&aws, &desired.name, &v).await?;
         world.scaling = Some((v, scaling));
     }
     let drift = if spec_changed {
         Vec::new()
     } else {
-        plan::drift(&desired, &world, status.version.as_deref())
+        plan::drift(
+            &desired,
+            &world,
+            status.version.as_deref(),
+            &status.managed_tags,
+        )
     };
     if !drift.is_empty() {
         ctx.metrics.drift_found(KIND);
@@ -188,6 +193,7 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
             previously_created: status.function_arn.is_some(),
             retry_failed_update,
             retry_failed_version,
+            managed_tags: &status.managed_tags,
         });
         match next {
             // A call whose answer left the plan unchanged is not made again in this pass:

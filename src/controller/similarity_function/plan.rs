@@ -3,7 +3,7 @@
 //! once `$LATEST` holds the spec and has settled, its scaling only put once it exists, old
 //! versions only pruned once it is Active) — or where the function stands when there is none.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::desired::{self, CODE_TAG, DesiredCode, SUSPENDED_TAG};
 use super::{drift, versions};
@@ -44,6 +44,9 @@ pub struct World {
     /// AWS refused to publish in this pass: the capacity provider holds as many function
     /// versions as it allows.
     pub provider_full: bool,
+    /// Versions kept only for rollback that the operator scaled to zero (from status, kept
+    /// current by apply).
+    pub retired: BTreeSet<String>,
 }
 
 impl Desired {
@@ -102,6 +105,14 @@ pub enum Step {
     /// DeleteFunction on a version that failed to start, so that the next step publishes the
     /// same code and configuration again.
     DropFailed(String),
+    /// UntagResource of tags the operator set before and the spec no longer names.
+    Untag(Vec<String>),
+    /// PutFunctionScalingConfig of 0/0 on a version kept only for rollback: it serves nothing
+    /// and must not keep paid capacity.
+    Retire(String),
+    /// PutFunctionScalingConfig of the spec's scaling on a retired version that serves the spec
+    /// again (a rollback).
+    Reactivate(String),
 }
 
 impl Step {
@@ -110,10 +121,13 @@ impl Step {
         match self {
             Step::Create => "CreateFunction",
             Step::Tag(_) => "TagResource",
+            Step::Untag(_) => "UntagResource",
             Step::UpdateCode => "UpdateFunctionCode",
             Step::UpdateConfig => "UpdateFunctionConfiguration",
             Step::Publish { .. } => "PublishVersion",
-            Step::PutScaling(_) | Step::Resume(_) => "PutFunctionScalingConfig",
+            Step::PutScaling(_) | Step::Resume(_) | Step::Retire(_) | Step::Reactivate(_) => {
+                "PutFunctionScalingConfig"
+            }
             Step::Prune(_) | Step::DropFailed(_) => "DeleteFunction",
         }
     }
@@ -163,6 +177,9 @@ pub struct Input<'a> {
     /// A version that failed to start may be deleted and published again now (the slow retry
     /// delay has passed since it was published).
     pub retry_failed_version: bool,
+    /// Tag keys the operator set before (from status): removed from AWS when the spec drops
+    /// them.
+    pub managed_tags: &'a [String],
 }
 
 fn stuck(reason: &'static str, message: String) -> Next {
@@ -224,6 +241,10 @@ pub fn next(input: &Input<'_>) -> Next {
         .collect();
     if input.may_correct && !tag_diff.is_empty() {
         return Next::Do(Step::Tag(tag_diff));
+    }
+    let removed = drift::removed_tags(&d.tags, &w.tags, input.managed_tags);
+    if input.may_correct && !removed.is_empty() {
+        return Next::Do(Step::Untag(removed));
     }
 
     let busy = f.state == Some(FunctionState::Pending)
@@ -345,18 +366,19 @@ pub fn next(input: &Input<'_>) -> Next {
         }
     }
 
-    let scaled = d.scaling.min.is_some() || d.scaling.max.is_some();
-    let scaling = match &w.scaling {
+    // A rollback to a version kept for it: its capacity comes back first.
+    if input.may_correct && w.retired.contains(&v.version) {
+        return Next::Do(Step::Reactivate(v.version.clone()));
+    }
+
+    let Some(scaling) = (match &w.scaling {
         Some((version, s)) if *version == v.version => Some(s),
         _ => None,
+    }) else {
+        return Next::ReadScaling(v.version.clone());
     };
-    if scaled {
-        let Some(scaling) = scaling else {
-            return Next::ReadScaling(v.version.clone());
-        };
-        if input.may_correct && !drift::scaling(&d.scaling, scaling.held()).is_empty() {
-            return Next::Do(Step::PutScaling(v.version.clone()));
-        }
+    if input.may_correct && !drift::scaling(&d.scaling, scaling.held()).is_empty() {
+        return Next::Do(Step::PutScaling(v.version.clone()));
     }
     let prune = versions::to_prune(
         &w.versions,
@@ -368,15 +390,26 @@ pub fn next(input: &Input<'_>) -> Next {
         return Next::Do(Step::Prune(prune));
     }
     // Waiting for what was asked to apply; a difference left under Report is drift, not a wait.
-    let asked = scaling.is_some_and(|s| drift::scaling(&d.scaling, s.held()).is_empty());
-    if scaled
-        && asked
-        && !drift::scaling_applied(&d.scaling, scaling.and_then(|s| s.applied.as_ref()))
-    {
+    let asked = drift::scaling(&d.scaling, scaling.held()).is_empty();
+    if asked && !drift::scaling_applied(&d.scaling, scaling.applied.as_ref()) {
         return waiting(format!(
             "Lambda is applying the scaling of version {} of {name}",
             v.version
         ));
+    }
+    // The serving version runs with its capacity: the versions kept for rollback give theirs up.
+    if input.may_correct
+        && let Some(old) = w.versions.iter().find(|o| {
+            o.version != v.version
+                && versions::number(o).is_some()
+                && !w.retired.contains(&o.version)
+                && matches!(
+                    o.state,
+                    Some(FunctionState::Active | FunctionState::Inactive)
+                )
+        })
+    {
+        return Next::Do(Step::Retire(old.version.clone()));
     }
     Next::Settled(Standing::Ready)
 }
@@ -403,14 +436,19 @@ pub fn spec_applied(desired: &Desired, world: &World) -> bool {
         Some((version, s)) if *version == v.version => {
             drift::scaling(&desired.scaling, s.held()).is_empty()
         }
-        _ => desired.scaling.min.is_none() && desired.scaling.max.is_none(),
+        _ => false,
     };
     latest_ok && scaling_ok
 }
 
 /// The differences between the spec and AWS, for `status.drift`. `previous_version` is the
 /// version status last reported as serving.
-pub fn drift(desired: &Desired, world: &World, previous_version: Option<&str>) -> Vec<DriftEntry> {
+pub fn drift(
+    desired: &Desired,
+    world: &World,
+    previous_version: Option<&str>,
+    managed_tags: &[String],
+) -> Vec<DriftEntry> {
     let mut out = Vec::new();
     let Some(f) = &world.function else {
         if previous_version.is_some() {
@@ -446,6 +484,16 @@ pub fn drift(desired: &Desired, world: &World, previous_version: Option<&str>) -
         out.extend(drift::scaling(&desired.scaling, s.held()));
     }
     out.extend(drift::tags(&desired.tags, &world.tags));
+    out.extend(
+        drift::removed_tags(&desired.tags, &world.tags, managed_tags)
+            .into_iter()
+            .map(|k| DriftEntry {
+                field: format!("tags.{k}"),
+                desired: "<absent>".into(),
+                observed: world.tags.get(&k).cloned().unwrap_or_default(),
+                correctable: true,
+            }),
+    );
     out
 }
 

@@ -51,6 +51,7 @@ struct Fixture {
     previously_created: bool,
     retry_failed_update: bool,
     retry_failed_version: bool,
+    managed_tags: Vec<String>,
 }
 
 impl Fixture {
@@ -62,6 +63,7 @@ impl Fixture {
             previously_created: false,
             retry_failed_update: true,
             retry_failed_version: false,
+            managed_tags: Vec::new(),
         }
     }
 
@@ -81,6 +83,8 @@ impl Fixture {
         for i in 1..=n {
             f = f.with_version(i, FunctionState::Active);
         }
+        // the older versions were retired once `n` served
+        f.world.retired = (1..n).map(|i| i.to_string()).collect();
         let s = f.desired.scaling.clone();
         f.world.scaling = Some((
             n.to_string(),
@@ -120,6 +124,7 @@ impl Fixture {
             previously_created: self.previously_created,
             retry_failed_update: self.retry_failed_update,
             retry_failed_version: self.retry_failed_version,
+            managed_tags: &self.managed_tags,
         })
     }
 }
@@ -295,14 +300,66 @@ fn a_new_version_gets_its_scaling_once_active_then_waits_until_applied() {
     ));
     assert_eq!(f.next(), Next::Settled(Standing::Ready));
     assert!(spec_applied(&f.desired, &f.world));
-    assert!(drift(&f.desired, &f.world, Some("1")).is_empty());
+    assert!(drift(&f.desired, &f.world, Some("1"), &[]).is_empty());
 }
 
 #[test]
-fn scaling_is_left_to_lambda_when_the_spec_sets_none() {
-    let mut f = Fixture::created().with_version(1, FunctionState::Active);
-    f.desired.scaling = ScalingConfig::default();
+fn a_scaling_bound_removed_from_the_spec_returns_to_lambdas_default() {
+    let mut f = Fixture::serving(1);
+    // the spec no longer sets scaling: Lambda's default minimum, no maximum
+    f.desired.scaling = ScalingConfig {
+        min: Some(3),
+        max: None,
+    };
+    assert_eq!(f.next(), Next::Do(Step::PutScaling("1".into())));
+    f.world.scaling = Some((
+        "1".into(),
+        ObservedScaling {
+            requested: None,
+            applied: Some(f.desired.scaling.clone()),
+        },
+    ));
     assert_eq!(f.next(), Next::Settled(Standing::Ready));
+}
+
+#[test]
+fn versions_kept_for_rollback_are_retired_then_reactivated_on_rollback() {
+    let mut f = Fixture::serving(2);
+    f.world.retired.clear();
+    assert_eq!(f.next(), Next::Do(Step::Retire("1".into())));
+    f.world.retired.insert("1".into());
+    assert_eq!(f.next(), Next::Settled(Standing::Ready));
+    // under Report nothing is retired
+    let mut r = Fixture::serving(2).report_only();
+    r.world.retired.clear();
+    assert_eq!(r.next(), Next::Settled(Standing::Ready));
+    // a rollback: version 1 serves the spec again (version 2 now has another config)
+    f.world.versions[1].config.memory_mib = Some(1024);
+    f.world.versions[1].config.description = None;
+    f.world.scaling = None;
+    assert_eq!(f.next(), Next::Do(Step::Reactivate("1".into())));
+    f.world.retired.remove("1");
+    assert_eq!(f.next(), Next::ReadScaling("1".into()));
+}
+
+#[test]
+fn tags_dropped_from_the_spec_are_removed_from_aws() {
+    let mut f = Fixture::serving(1);
+    f.world.tags.insert("cost-center".into(), "42".into());
+    f.world.tags.insert("added-by-someone".into(), "x".into());
+    // only a key the operator set before is removed
+    f.managed_tags = vec!["cost-center".into(), "team".into()];
+    assert_eq!(f.next(), Next::Do(Step::Untag(vec!["cost-center".into()])));
+    let fields: Vec<String> = drift(&f.desired, &f.world, Some("1"), &f.managed_tags)
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    assert_eq!(fields, vec!["tags.cost-center"]);
+    assert_eq!(
+        f.report_only().next(),
+        Next::Settled(Standing::Ready),
+        "Report leaves it"
+    );
 }
 
 #[test]
@@ -417,7 +474,13 @@ fn a_function_on_another_provider_moves_and_publishes_there() {
     f.world
         .versions
         .push(observed("3", &config, SHA, Some(FunctionState::Active)));
-    f.desired.scaling = ScalingConfig::default();
+    f.world.scaling = Some((
+        "3".into(),
+        ObservedScaling {
+            requested: None,
+            applied: Some(f.desired.scaling.clone()),
+        },
+    ));
     assert_eq!(
         f.next(),
         Next::Do(Step::Prune(vec!["1".into(), "2".into()]))
@@ -461,14 +524,14 @@ fn spec_applied_needs_latest_a_serving_version_and_the_requested_scaling() {
 #[test]
 fn drift_names_deleted_functions_and_versions_and_changed_fields() {
     let f = Fixture::empty();
-    let d = drift(&f.desired, &f.world, Some("3"));
+    let d = drift(&f.desired, &f.world, Some("3"), &[]);
     assert_eq!(d[0].field, "function");
-    assert!(drift(&f.desired, &f.world, None).is_empty());
+    assert!(drift(&f.desired, &f.world, None, &[]).is_empty());
 
     let mut f = Fixture::serving(2);
     f.world.versions.remove(1);
     f.latest().config.timeout_seconds = Some(3);
-    let fields: Vec<String> = drift(&f.desired, &f.world, Some("2"))
+    let fields: Vec<String> = drift(&f.desired, &f.world, Some("2"), &[])
         .into_iter()
         .map(|e| e.field)
         .collect();
@@ -477,7 +540,8 @@ fn drift_names_deleted_functions_and_versions_and_changed_fields() {
         drift(
             &Fixture::serving(2).desired,
             &Fixture::serving(2).world,
-            Some("2")
+            Some("2"),
+            &[]
         )
         .is_empty()
     );
@@ -505,14 +569,14 @@ fn a_suspended_versions_scaling_is_not_reported_as_drift() {
         },
     ));
     assert!(
-        drift(&f.desired, &f.world, Some("1"))
+        drift(&f.desired, &f.world, Some("1"), &[])
             .iter()
             .any(|d| d.field.starts_with("scaling"))
     );
     f.world
         .tags
         .insert(desired::SUSPENDED_TAG.into(), "RoleNotAllowed".into());
-    assert!(drift(&f.desired, &f.world, Some("1")).is_empty());
+    assert!(drift(&f.desired, &f.world, Some("1"), &[]).is_empty());
 }
 
 #[test]

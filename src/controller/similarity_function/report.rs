@@ -147,6 +147,18 @@ pub fn status(
             .as_ref()
             .and_then(|f| f.last_update_status.clone()),
         scaling,
+        retired_versions: world
+            .versions
+            .iter()
+            .filter(|v| world.retired.contains(&v.version))
+            .map(|v| v.version.clone())
+            .collect(),
+        managed_tags: d
+            .tags
+            .iter()
+            .filter(|(k, v)| world.tags.get(*k) == Some(*v))
+            .map(|(k, _)| k.clone())
+            .collect(),
         drift: outcome.drift.clone(),
         last_sync_time: Some(now),
         conditions: Vec::new(),

@@ -94,6 +94,7 @@ pub async fn read(aws: &AwsClients, name: &str) -> Result<World, AwsError> {
         versions,
         scaling: None,
         provider_full: false,
+        retired: Default::default(),
     })
 }
 

@@ -87,6 +87,7 @@ mod tests {
                 .collect(),
             scaling: None,
             provider_full: false,
+            retired: Default::default(),
         }
     }
 

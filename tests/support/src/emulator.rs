@@ -132,9 +132,15 @@ impl AwsEmulator {
         &self.endpoint
     }
 
-    /// SDK configuration pointing at the emulator (test credentials, `us-east-1`).
+    /// SDK configuration pointing at the emulator (test credentials, `us-east-1`). A test's
+    /// own setup and inspection calls share the account's capacity-provider request rate (one
+    /// write a second, as AWS's) with the operator under test, so these clients retry a
+    /// throttled call patiently: up to ten attempts.
     pub fn sdk_config(&self) -> SdkConfig {
         sdk::sdk_config(&self.endpoint)
+            .to_builder()
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10))
+            .build()
     }
 
     /// Environment variables pointing a child process's AWS SDK at the emulator.

@@ -267,12 +267,14 @@ fn immutable_fields_carry_transition_rules() {
         );
     }
     let sf = schema("similarityfunctions");
-    for field in ["spec.awsName", "spec.capacityProviderRef"] {
-        assert!(
-            rules(&sf, field).contains(&"self == oldSelf".to_owned()),
-            "{field}"
-        );
-    }
+    assert!(rules(&sf, "spec.awsName").contains(&"self == oldSelf".to_owned()));
+    // a function moves between providers (UpdateFunctionConfiguration): not immutable
+    assert!(rules(&sf, "spec.capacityProviderRef").is_empty());
+    // tag values follow AWS's pattern in the schema itself
+    assert_eq!(
+        at(&sf, "spec.tags")["additionalProperties"]["pattern"],
+        lmi_operator::api::common::TAG_PATTERN
+    );
 }
 
 /// `kubectl explain` prints descriptions: every field a user can write must have one.

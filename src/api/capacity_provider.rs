@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     DeletionPolicy, DriftEntry, DriftPolicy, MAX_USER_TAGS, Tags, immutable, immutable_presence,
-    is_false, tag_rules,
+    is_false, tag_rules, tag_values,
 };
 
 const RECREATE: &str = "AWS fixes it when the capacity provider is created; create a new \
@@ -130,7 +130,7 @@ pub struct CapacityProviderSpec {
 
     /// Tags for the capacity provider in AWS, in addition to the operator's ownership tags.
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
-    #[schemars(extend("maxProperties" = MAX_USER_TAGS))]
+    #[schemars(extend("maxProperties" = MAX_USER_TAGS, "additionalProperties" = tag_values()))]
     #[x_kube(validation = tag_rules())]
     pub tags: Tags,
 
@@ -422,7 +422,7 @@ pub struct PropagateTagsSpec {
 
     /// Tags applied to launched instances when `mode` is `Explicit` (up to 40).
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
-    #[schemars(extend("maxProperties" = 40))]
+    #[schemars(extend("maxProperties" = 40, "additionalProperties" = tag_values()))]
     #[x_kube(validation = tag_rules())]
     pub explicit_tags: Tags,
 }

@@ -55,23 +55,38 @@ pub const MAX_USER_TAGS: u32 = 44;
 /// Tag prefix the operator reserves for ownership tags.
 pub const OWNERSHIP_TAG_PREFIX: &str = "lmi.dev/";
 
+/// AWS's pattern for tag keys and values (the API model's `TagKey`, `TagValue`): letters,
+/// spaces, digits and `_ . : / = + - @`. Values are held to it by the schema; keys cannot be
+/// (a regex over every key of a map exceeds the API server's CEL cost budget), so the
+/// controllers check them with [`invalid_tag_key`] before any AWS call.
+pub const TAG_PATTERN: &str = r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$";
+
 /// CEL rules shared by every tag map in the API.
 pub fn tag_rules() -> Rule {
-    // The API model's TagKey and TagValue: 1-128 and 0-256 characters of letters, spaces,
-    // digits and `_ . : / = + - @`.
-    Rule::new(concat!(
-        "self.all(k, size(k) >= 1 && size(k) <= 128 && !k.startsWith('aws:') && ",
-        "!k.startsWith('lmi.dev/') && k.matches(",
-        r"r'^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$'",
-        ")) && self.all(k, size(self[k]) <= 256 && self[k].matches(",
-        r"r'^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$'",
-        "))",
-    ))
-    .message(
-        "tag keys must be 1-128 and values at most 256 characters of letters, digits, spaces and \
-         _ . : / = + - @ (AWS's tag pattern); keys must not start with 'aws:' (reserved by AWS) \
-         or 'lmi.dev/' (reserved for the operator's ownership tags)",
+    Rule::new(
+        "self.all(k, size(k) >= 1 && size(k) <= 128 && !k.startsWith('aws:') && \
+         !k.startsWith('lmi.dev/'))",
     )
+    .message(
+        "tag keys must be 1-128 characters and must not start with 'aws:' (reserved by AWS) or \
+         'lmi.dev/' (reserved for the operator's ownership tags)",
+    )
+}
+
+/// The first tag key outside AWS's pattern ([`TAG_PATTERN`]: letters, spaces, digits and
+/// `_ . : / = + - @`), if any.
+pub fn invalid_tag_key(tags: &Tags) -> Option<&str> {
+    tags.keys()
+        .find(|k| {
+            !k.chars()
+                .all(|c| c.is_alphabetic() || c.is_numeric() || c == ' ' || "_.:/=+-@".contains(c))
+        })
+        .map(String::as_str)
+}
+
+/// A schema for tag values: at most 256 characters of [`TAG_PATTERN`].
+pub fn tag_values() -> serde_json::Value {
+    serde_json::json!({"type": "string", "maxLength": 256, "pattern": TAG_PATTERN})
 }
 
 /// A transition rule that refuses any change to a field once the object exists.
@@ -90,4 +105,24 @@ pub fn immutable_presence(field: &str, why: &str) -> Rule {
 /// Serde helper: skip a `false` boolean so defaults do not clutter server-side apply.
 pub fn is_false(b: &bool) -> bool {
     !*b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_keys_outside_awss_pattern_are_found() {
+        let ok = Tags::from([
+            ("team".into(), String::new()),
+            ("Kostenstelle Süd/a=b+c-d@e:f_g.h".into(), String::new()),
+        ]);
+        assert_eq!(invalid_tag_key(&ok), None);
+        let bad = Tags::from([("a;b".into(), String::new()), ("ok".into(), String::new())]);
+        assert_eq!(invalid_tag_key(&bad), Some("a;b"));
+        assert_eq!(
+            invalid_tag_key(&Tags::from([("tab\there".into(), String::new())])),
+            Some("tab\there")
+        );
+    }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     DeletionPolicy, DriftEntry, DriftPolicy, MAX_USER_TAGS, Tags, immutable, immutable_presence,
-    tag_rules,
+    tag_rules, tag_values,
 };
 
 const RECREATE: &str = "AWS fixes it when the function is created; create a new \
@@ -171,7 +171,7 @@ pub struct SimilarityFunctionSpec {
 
     /// Tags for the function in AWS, in addition to the operator's ownership tags.
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
-    #[schemars(extend("maxProperties" = MAX_USER_TAGS))]
+    #[schemars(extend("maxProperties" = MAX_USER_TAGS, "additionalProperties" = tag_values()))]
     #[x_kube(validation = tag_rules())]
     pub tags: Tags,
 

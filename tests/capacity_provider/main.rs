@@ -868,11 +868,14 @@ async fn settings_and_tags_removed_from_the_spec_return_aws_to_its_defaults() {
             .tags
             .unwrap_or_default();
         let level = p
-            .capacity_provider_telemetry_config()
+            .telemetry_config()
             .and_then(|t| t.logging_config())
             .and_then(|l| l.system_log_level())
             .map(|l| l.as_str().to_owned());
-        let propagation = p.propagate_tags().map(|t| t.mode().as_str().to_owned());
+        let propagation = p
+            .propagate_tags()
+            .and_then(|t| t.mode())
+            .map(|m| m.as_str().to_owned());
         p.capacity_provider_scaling_config()
             .and_then(|s| s.max_v_cpu_count())
             .is_none()

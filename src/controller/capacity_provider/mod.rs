@@ -30,7 +30,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::api::capacity_provider::{CapacityProvider, ProviderState};
-use crate::api::common::DriftPolicy;
+use crate::api::common::{DriftPolicy, invalid_tag_key};
 use crate::api::conditions::{self as cond};
 use crate::aws::ErrorClass;
 use crate::controller::conditions::Conditions;
@@ -122,6 +122,18 @@ async fn run_pipeline(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Er
         &aws.region,
     )
     .map_err(Error::InvalidSpec)?;
+    let explicit = cp.spec.propagate_tags.as_ref().map(|p| &p.explicit_tags);
+    for (field, tags) in [
+        ("spec.tags", Some(&cp.spec.tags)),
+        ("spec.propagateTags.explicitTags", explicit),
+    ] {
+        if let Some(key) = tags.and_then(invalid_tag_key) {
+            return Err(Error::InvalidSpec(format!(
+                "{field}: the tag key {key:?} has a character AWS refuses: tag keys are letters, \
+                 digits, spaces and _ . : / = + - @"
+            )));
+        }
+    }
     let name = aws_name(cp, ctx);
     let owner = owner(cp, ctx);
     let ownership = owner.tags();

@@ -42,7 +42,7 @@ use kube::{Api, Resource, ResourceExt};
 use self::admission::Admitted;
 use self::desired::DesiredCode;
 use self::plan::{Desired, Input, Next, Standing, Step};
-use crate::api::common::DriftPolicy;
+use crate::api::common::{DriftPolicy, invalid_tag_key};
 use crate::api::conditions::{self as cond, reason};
 use crate::api::similarity_function::{SimilarityFunction, SimilarityFunctionStatus};
 use crate::aws::ErrorClass;
@@ -150,6 +150,12 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
     // validate: a role of another partition can never be passed to Lambda here
     partition::check_role("spec.roleArn", &sf.spec.role_arn, &aws.region)
         .map_err(Error::InvalidSpec)?;
+    if let Some(key) = invalid_tag_key(&sf.spec.tags) {
+        return Err(Error::InvalidSpec(format!(
+            "spec.tags: the tag key {key:?} has a character AWS refuses: tag keys are letters, \
+             digits, spaces and _ . : / = + - @"
+        )));
+    }
     let owner = owner(sf, ctx);
 
     // plan: the desired state (and the code, with its hash known before any call)

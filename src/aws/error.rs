@@ -202,6 +202,13 @@ fn classify_code(code: &str, message: &str, status: Option<u16>) -> (ErrorClass,
         {
             (Retryable, "Conflict")
         }
+        // IAM is eventually consistent: a role created moments ago may not be assumable by
+        // Lambda yet ("The role defined for the function cannot be assumed by Lambda"; Terraform
+        // retries it for up to two minutes). Retried with backoff a bounded number of times
+        // (`IAM_PROPAGATION_ATTEMPTS`), then slowly: by then the role is wrong, not new.
+        "InvalidParameterValueException" if message.contains("cannot be assumed") => {
+            (Retryable, ROLE_NOT_ASSUMABLE_YET)
+        }
         "InvalidParameterValueException"
         | "ValidationException"
         | "InvalidParameterValue"
@@ -221,8 +228,17 @@ fn classify_code(code: &str, message: &str, status: Option<u16>) -> (ErrorClass,
     }
 }
 
+/// Reason of an error that says a role is not assumable, which IAM propagation explains for a
+/// while after the role was created.
+pub const ROLE_NOT_ASSUMABLE_YET: &str = "RoleNotAssumableYet";
+
+/// Fast retries of [`ROLE_NOT_ASSUMABLE_YET`] before the slow retry: with the default backoff
+/// (1 s doubling) about two minutes, the time Terraform allows IAM to propagate.
+pub const IAM_PROPAGATION_ATTEMPTS: u32 = 7;
+
 /// Every reason [`AwsError::reason`] can return, for documentation and tests.
 pub const REASONS: &[&str] = &[
+    ROLE_NOT_ASSUMABLE_YET,
     "Throttled",
     "AwsServerError",
     "AwsUnreachable",
@@ -234,6 +250,26 @@ pub const REASONS: &[&str] = &[
     "AwsError",
     "AwsUnexpectedResponse",
 ];
+
+/// Errors for other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// Lambda's answer to a role IAM has not propagated yet.
+    pub fn role_not_assumable() -> AwsError {
+        let message = "The role defined for the function cannot be assumed by Lambda.";
+        let (class, reason) = classify_code("InvalidParameterValueException", message, Some(400));
+        AwsError {
+            operation: "CreateFunction",
+            code: Some("InvalidParameterValueException".into()),
+            message: message.into(),
+            class,
+            reason,
+            source: None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

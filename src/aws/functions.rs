@@ -71,7 +71,7 @@ impl Lambda {
     /// The function named `name` (`$LATEST`) with its tags, or `None` when it does not exist.
     pub async fn get_function(&self, name: &str) -> Result<Option<FunctionWithTags>, AwsError> {
         const OP: &str = "GetFunction";
-        self.rates.acquire(Bucket::GetFunction).await;
+        let _permit = self.rates.acquire(Bucket::GetFunction).await;
         match self.client.get_function().function_name(name).send().await {
             Ok(out) => {
                 let config = out
@@ -98,7 +98,7 @@ impl Lambda {
         let mut versions = Vec::new();
         let mut marker = None;
         loop {
-            self.rates.acquire(Bucket::ControlPlane).await;
+            let _permit = self.rates.acquire(Bucket::ControlPlane).await;
             let out = self
                 .client
                 .list_versions_by_function()
@@ -131,7 +131,7 @@ impl Lambda {
         tags: &BTreeMap<String, String>,
     ) -> Result<ObservedFunction, AwsError> {
         const OP: &str = "CreateFunction";
-        self.rates.acquire(Bucket::ControlPlane).await;
+        let _permit = self.rates.acquire(Bucket::ControlPlane).await;
         let out = self
             .client
             .create_function()
@@ -160,7 +160,7 @@ impl Lambda {
         code: &CodeSource,
         architecture: Option<&str>,
     ) -> Result<ObservedFunction, AwsError> {
-        self.rates.acquire(Bucket::ControlPlane).await;
+        let _permit = self.rates.acquire(Bucket::ControlPlane).await;
         let mut request = self
             .client
             .update_function_code()
@@ -191,7 +191,7 @@ impl Lambda {
         config: &FunctionConfig,
     ) -> Result<ObservedFunction, AwsError> {
         const OP: &str = "UpdateFunctionConfiguration";
-        self.rates.acquire(Bucket::ControlPlane).await;
+        let _permit = self.rates.acquire(Bucket::ControlPlane).await;
         let out = self
             .client
             .update_function_configuration()
@@ -220,7 +220,7 @@ impl Lambda {
         revision_id: Option<&str>,
         description: &str,
     ) -> Result<ObservedFunction, AwsError> {
-        self.rates.acquire(Bucket::ControlPlane).await;
+        let _permit = self.rates.acquire(Bucket::ControlPlane).await;
         let out = self
             .client
             .publish_version()
@@ -240,7 +240,7 @@ impl Lambda {
         name: &str,
         qualifier: &str,
     ) -> Result<Option<ObservedScaling>, AwsError> {
-        self.rates.acquire(Bucket::ControlPlane).await;
+        let _permit = self.rates.acquire(Bucket::ControlPlane).await;
         match self
             .client
             .get_function_scaling_config()
@@ -267,7 +267,7 @@ impl Lambda {
         qualifier: &str,
         config: &ScalingConfig,
     ) -> Result<(), AwsError> {
-        self.rates.acquire(Bucket::ControlPlane).await;
+        let _permit = self.rates.acquire(Bucket::ControlPlane).await;
         self.client
             .put_function_scaling_config()
             .function_name(name)
@@ -291,7 +291,7 @@ impl Lambda {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<(), AwsError> {
-        self.rates.acquire(Bucket::ControlPlane).await;
+        let _permit = self.rates.acquire(Bucket::ControlPlane).await;
         match self
             .client
             .delete_function()

@@ -38,7 +38,7 @@ impl Lambda {
         &self,
         name: &str,
     ) -> Result<Option<ObservedProvider>, AwsError> {
-        self.rates.acquire(Bucket::CapacityProviderRead).await;
+        let _permit = self.rates.acquire(Bucket::CapacityProviderRead).await;
         match self
             .client
             .get_capacity_provider()
@@ -81,7 +81,7 @@ impl Lambda {
         for t in &config.excluded_instance_types {
             requirements = requirements.excluded_instance_types(t);
         }
-        self.rates.acquire(Bucket::CapacityProviderWrite).await;
+        let _permit = self.rates.acquire(Bucket::CapacityProviderWrite).await;
         let out = self
             .client
             .create_capacity_provider()
@@ -112,7 +112,7 @@ impl Lambda {
         config: &ProviderConfig,
     ) -> Result<(), AwsError> {
         const OP: &str = "UpdateCapacityProvider";
-        self.rates.acquire(Bucket::CapacityProviderWrite).await;
+        let _permit = self.rates.acquire(Bucket::CapacityProviderWrite).await;
         self.client
             .update_capacity_provider()
             .capacity_provider_name(name)
@@ -127,7 +127,7 @@ impl Lambda {
 
     /// Deletes a capacity provider; an absent one counts as deleted.
     pub async fn delete_capacity_provider(&self, name: &str) -> Result<(), AwsError> {
-        self.rates.acquire(Bucket::CapacityProviderWrite).await;
+        let _permit = self.rates.acquire(Bucket::CapacityProviderWrite).await;
         match self
             .client
             .delete_capacity_provider()
@@ -151,7 +151,7 @@ impl Lambda {
         let mut versions = Vec::new();
         let mut marker = None;
         loop {
-            self.rates.acquire(Bucket::CapacityProviderRead).await;
+            let _permit = self.rates.acquire(Bucket::CapacityProviderRead).await;
             let out = self
                 .client
                 .list_function_versions_by_capacity_provider()
@@ -173,7 +173,7 @@ impl Lambda {
 
     /// Tags of a Lambda resource (function or capacity provider).
     pub async fn list_tags(&self, arn: &str) -> Result<HashMap<String, String>, AwsError> {
-        self.rates.acquire(Bucket::ControlPlane).await;
+        let _permit = self.rates.acquire(Bucket::ControlPlane).await;
         let out = self
             .client
             .list_tags()
@@ -190,7 +190,7 @@ impl Lambda {
         arn: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), AwsError> {
-        self.rates.acquire(Bucket::ControlPlane).await;
+        let _permit = self.rates.acquire(Bucket::ControlPlane).await;
         self.client
             .tag_resource()
             .resource(arn)
@@ -203,7 +203,7 @@ impl Lambda {
 
     /// Removes tags from a Lambda resource.
     pub async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), AwsError> {
-        self.rates.acquire(Bucket::ControlPlane).await;
+        let _permit = self.rates.acquire(Bucket::ControlPlane).await;
         self.client
             .untag_resource()
             .resource(arn)

@@ -10,9 +10,12 @@
 //!   except invocations, `GetFunction` (100 per second) and `GetPolicy` (Lambda developer guide,
 //!   "Lambda quotas").
 //!
-//! The defaults keep 10% below them: AWS measures the rate where the request arrives, so a
-//! client exactly at the rate would be refused whenever one request travels faster than the one
-//! before it. The rates are flags (`--aws-*-per-second`) for an account other tools also use.
+//! The defaults keep 10% below them. AWS measures the rate where requests arrive, so a client
+//! pacing when it *sends* is refused whenever one request travels faster than the one before:
+//! capacity-provider writes, at one a second, are therefore paced from the previous write's
+//! *answer* (one write in flight, the next sent a period after the last answer), which keeps
+//! their arrivals a period apart whatever the network does. The rates are flags
+//! (`--aws-*-per-second`) for an account other tools also use.
 //! Waits are counted in `lmi_aws_rate_limit_waits` and `lmi_aws_rate_limit_wait_seconds`.
 
 use std::num::NonZeroU32;
@@ -93,7 +96,24 @@ pub struct RateMetrics {
 #[derive(Clone)]
 pub struct RateLimits {
     limiters: Arc<[Option<DefaultDirectRateLimiter>; 4]>,
+    /// Capacity-provider writes: one at a time, a period after the last answer.
+    writes: Option<(Duration, Arc<tokio::sync::Mutex<Option<Instant>>>)>,
     metrics: RateMetrics,
+}
+
+/// Held for the duration of a call (`let _permit = rates.acquire(..).await`): for a
+/// capacity-provider write, the next one waits until a period after this one was answered.
+#[must_use = "hold the permit until the call is answered"]
+pub struct Permit {
+    write: Option<tokio::sync::OwnedMutexGuard<Option<Instant>>>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(last) = self.write.as_mut() {
+            **last = Some(Instant::now());
+        }
+    }
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -105,13 +125,20 @@ impl std::fmt::Debug for RateLimits {
 impl RateLimits {
     /// Buckets for `rates`.
     pub fn new(rates: AwsRates, metrics: RateMetrics) -> Self {
+        let writes = rates.capacity_provider_writes;
         Self {
             limiters: Arc::new([
                 limiter(rates.capacity_provider_reads),
-                limiter(rates.capacity_provider_writes),
+                None,
                 limiter(rates.control_plane),
                 limiter(rates.get_function),
             ]),
+            writes: (writes.is_finite() && writes > 0.0).then(|| {
+                (
+                    Duration::from_secs_f64(1.0 / writes),
+                    Arc::new(tokio::sync::Mutex::new(None)),
+                )
+            }),
             metrics,
         }
     }
@@ -129,30 +156,46 @@ impl RateLimits {
         )
     }
 
-    /// Waits until a call of `bucket` may be sent.
-    pub async fn acquire(&self, bucket: Bucket) {
-        let index = match bucket {
-            Bucket::CapacityProviderRead => 0,
-            Bucket::CapacityProviderWrite => 1,
-            Bucket::ControlPlane => 2,
-            Bucket::GetFunction => 3,
-        };
-        let Some(limiter) = &self.limiters[index] else {
-            return;
-        };
-        if limiter.check().is_ok() {
-            return;
-        }
+    /// Waits until a call of `bucket` may be sent; hold the permit until it is answered.
+    pub async fn acquire(&self, bucket: Bucket) -> Permit {
         let start = Instant::now();
-        limiter.until_ready().await;
-        let labels = BucketLabels {
-            bucket: bucket.label(),
-        };
-        self.metrics.waits.get_or_create(&labels).inc();
-        self.metrics
-            .wait_seconds
-            .get_or_create(&labels)
-            .inc_by(start.elapsed().as_secs_f64());
+        let mut waited = false;
+        let mut write = None;
+        if bucket == Bucket::CapacityProviderWrite {
+            if let Some((period, gate)) = &self.writes {
+                let last = gate.clone().lock_owned().await;
+                if let Some(ready) = last.map(|t| t + *period)
+                    && ready > Instant::now()
+                {
+                    tokio::time::sleep_until(ready.into()).await;
+                }
+                waited = start.elapsed() > Duration::from_millis(1);
+                write = Some(last);
+            }
+        } else {
+            let index = match bucket {
+                Bucket::CapacityProviderRead => 0,
+                Bucket::ControlPlane => 2,
+                _ => 3,
+            };
+            if let Some(limiter) = &self.limiters[index]
+                && limiter.check().is_err()
+            {
+                limiter.until_ready().await;
+                waited = true;
+            }
+        }
+        if waited {
+            let labels = BucketLabels {
+                bucket: bucket.label(),
+            };
+            self.metrics.waits.get_or_create(&labels).inc();
+            self.metrics
+                .wait_seconds
+                .get_or_create(&labels)
+                .inc_by(start.elapsed().as_secs_f64());
+        }
+        Permit { write }
     }
 }
 
@@ -176,19 +219,19 @@ mod tests {
     #[tokio::test]
     async fn a_bucket_lets_its_burst_through_then_paces_to_its_rate() {
         let rates = AwsRates {
-            capacity_provider_writes: 20.0,
+            capacity_provider_reads: 20.0,
             ..AwsRates::default()
         };
         let limits = RateLimits::new(rates, RateMetrics::default());
         let start = Instant::now();
         for _ in 0..30 {
-            limits.acquire(Bucket::CapacityProviderWrite).await;
+            let _permit = limits.acquire(Bucket::CapacityProviderRead).await;
         }
         // a burst of 20, then 10 more at 20 per second: about half a second
         let elapsed = start.elapsed();
         assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
         let labels = BucketLabels {
-            bucket: "capacity_provider_write",
+            bucket: "capacity_provider_read",
         };
         assert_eq!(limits.metrics.waits.get_or_create(&labels).get(), 10);
         assert!(limits.metrics.wait_seconds.get_or_create(&labels).get() >= 0.4);
@@ -202,16 +245,44 @@ mod tests {
             ..AwsRates::default()
         };
         let limits = RateLimits::new(rates, RateMetrics::default());
-        limits.acquire(Bucket::CapacityProviderWrite).await;
+        drop(limits.acquire(Bucket::CapacityProviderWrite).await);
         let start = Instant::now();
         for _ in 0..1000 {
-            limits.acquire(Bucket::ControlPlane).await;
+            let _permit = limits.acquire(Bucket::ControlPlane).await;
         }
-        limits.acquire(Bucket::CapacityProviderRead).await;
+        let _permit = limits.acquire(Bucket::CapacityProviderRead).await;
         assert!(start.elapsed() < Duration::from_millis(200));
         assert!(limiter(f64::NAN).is_none());
         assert!(limiter(-1.0).is_none());
         assert!(limiter(f64::INFINITY).is_none());
+    }
+
+    #[tokio::test]
+    async fn writes_go_one_at_a_time_a_period_after_the_last_answer() {
+        let rates = AwsRates {
+            capacity_provider_writes: 10.0,
+            ..AwsRates::default()
+        };
+        let limits = RateLimits::new(rates, RateMetrics::default());
+        let first = limits.acquire(Bucket::CapacityProviderWrite).await;
+        // a second write waits while the first is in flight ...
+        let second = {
+            let limits = limits.clone();
+            tokio::spawn(async move {
+                let _permit = limits.acquire(Bucket::CapacityProviderWrite).await;
+                Instant::now()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let answered = Instant::now();
+        drop(first);
+        // ... and is sent a period (100 ms) after the first was answered
+        let sent = second.await.expect("second write");
+        assert!(
+            sent >= answered + Duration::from_millis(95),
+            "{:?}",
+            sent - answered
+        );
     }
 
     #[test]

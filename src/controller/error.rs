@@ -134,8 +134,11 @@ impl Backoff {
         if let Some(after) = error.retry_after() {
             return jitter(after);
         }
+        let propagation_over = error.reason() == crate::aws::error::ROLE_NOT_ASSUMABLE_YET
+            && attempt > crate::aws::error::IAM_PROPAGATION_ATTEMPTS;
         match error.class() {
             ErrorClass::Terminal | ErrorClass::NotFound => jitter(self.terminal),
+            ErrorClass::Retryable if propagation_over => jitter(self.terminal),
             ErrorClass::Retryable => {
                 let exp = self
                     .base
@@ -201,6 +204,20 @@ mod tests {
             d >= Duration::from_secs(240) && d <= Duration::from_secs(360),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn a_role_not_assumable_yet_is_retried_fast_a_bounded_number_of_times() {
+        let b = Backoff::default();
+        let e = Error::Aws(crate::aws::error::tests_support::role_not_assumable());
+        assert_eq!(e.reason(), "RoleNotAssumableYet");
+        assert_eq!(e.class(), ErrorClass::Retryable);
+        assert!(b.delay(&e, 1) <= Duration::from_millis(1200));
+        // seven fast attempts cover about two minutes of IAM propagation
+        let fast: Duration = (1..=7).map(|a| b.delay(&e, a)).sum();
+        assert!(fast >= Duration::from_secs(100), "{fast:?}");
+        let slow = b.delay(&e, 8);
+        assert!(slow >= Duration::from_secs(240), "{slow:?}");
     }
 
     #[test]

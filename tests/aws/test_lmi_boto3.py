@@ -109,6 +109,7 @@ def control(endpoint):
             "MaxVersionsPerCapacityProvider": 100,
             "CapacityProviderReadsPerSecond": 0,
             "CapacityProviderWritesPerSecond": 0,
+            "RolePropagationSeconds": 0,
         },
     )
 
@@ -843,6 +844,22 @@ def test_forced_failed_version_state(lam, network, function_role, control):
     active = lam.get_function_configuration(FunctionName=name, Qualifier="1")
     assert active["State"] == "Active"
     assert "StateReasonCode" not in active
+
+
+def test_a_role_created_moments_ago_is_not_assumable_yet(endpoint, lam, network, control):
+    control("config", {"RolePropagationSeconds": 30})
+    try:
+        fresh = build_role(endpoint)
+        with pytest.raises(lam.exceptions.InvalidParameterValueException, match="cannot be assumed"):
+            lam.create_capacity_provider(
+                **provider_request(network, PermissionsConfig={"CapacityProviderOperatorRoleArn": fresh})
+            )
+        provider = create_provider(lam, network)["CapacityProviderArn"]  # an older role
+        with pytest.raises(lam.exceptions.InvalidParameterValueException, match="cannot be assumed"):
+            create_function(lam, fresh, provider)
+    finally:
+        control("config", {"RolePropagationSeconds": 0})
+    create_function(lam, fresh, provider)
 
 
 def test_quotas_and_rates_default_to_awss_figures():

@@ -892,3 +892,38 @@ async fn settings_and_tags_removed_from_the_spec_return_aws_to_its_defaults() {
     assert!(!managed.contains(&"cost-center".to_owned()));
     world.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_role_created_moments_ago_is_retried_until_iam_has_propagated_it() {
+    let mut world = World::start().await;
+    let net = world.good_network().await;
+    world
+        .aws
+        .set_role_propagation(Duration::from_secs(4))
+        .await
+        .expect("propagation delay");
+    let fresh = world
+        .aws
+        .create_role("operator-created-just-now")
+        .await
+        .expect("role");
+    world.start_operator();
+    world
+        .apply_provider(provider_manifest(
+            "fresh-role",
+            &net.private_subnet_ids(),
+            std::slice::from_ref(&net.security_group_id),
+            &fresh,
+        ))
+        .await;
+    world.wait_provider("fresh-role", "Ready", ready).await;
+    // refused while IAM propagated, then created once, without waiting for the slow retry
+    let attempts = world.lambda_calls("CreateCapacityProvider");
+    assert!(attempts >= 2, "{attempts} CreateCapacityProvider calls");
+    world
+        .aws
+        .set_role_propagation(Duration::ZERO)
+        .await
+        .expect("no delay");
+    world.stop_operator().await;
+}

@@ -25,16 +25,18 @@ struct Args {
     #[arg(long)]
     operator: PathBuf,
     /// Number of SimilarityFunctions.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 1000)]
     functions: usize,
-    /// Number of CapacityProviders they are spread over.
-    #[arg(long, default_value_t = 5)]
+    /// Number of CapacityProviders they are spread over. AWS allows 100 function versions per
+    /// provider and each function here (`versions.retain: 2`) needs 4, so at most 25 fit on one.
+    #[arg(long, default_value_t = 40)]
     providers: usize,
     /// Number of namespaces they are spread over.
     #[arg(long, default_value_t = 10)]
     namespaces: usize,
-    /// The operator's resync interval.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// The operator's resync interval (its default is 5m: at AWS's 15 control-plane calls a
+    /// second, a resync of a thousand functions needs about two and a half minutes of calls).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     resync_interval: Duration,
     /// How many resync intervals the steady state is observed for.
     #[arg(long, default_value_t = 2)]
@@ -200,6 +202,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let converge_time = started.elapsed();
     let converge_log = proxy.log();
     let converge_mutating = converge_log.iter().filter(|r| !r.is_read_only()).count();
+    let throttled = converge_log
+        .iter()
+        .filter(|r| r.outcome == lmi_test_support::Outcome::Forwarded(429))
+        .count();
+    let floor = rate_floor(&converge_log);
     detail(&format!(
         "all {objects} Ready in {:.1}s ({} AWS calls, {} mutating)",
         converge_time.as_secs_f64(),
@@ -247,6 +254,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "aws_calls_to_converge": converge_log.len(),
         "aws_calls_to_converge_per_resource": converge_log.len() as f64 / objects as f64,
         "mutating_calls_to_converge": converge_mutating,
+        "rate_floor_seconds": floor,
+        "converge_time_over_rate_floor": converge_time.as_secs_f64() / floor,
+        "throttled_calls": throttled,
         "steady_state_seconds": elapsed,
         "steady_state_aws_calls": steady.len(),
         "steady_state_reads_per_resource_per_resync":
@@ -268,7 +278,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         converge_time.as_secs_f64()
     );
     println!(
-        "| AWS calls per resource to converge | {:.1} |",
+        "| the floor AWS's request rates impose on those calls (operator's rates: 90% of AWS's) | {floor:.0} s (ratio {:.2}) |",
+        converge_time.as_secs_f64() / floor
+    );
+    println!(
+        "| AWS calls per resource to converge | {:.1} (throttled: {throttled}) |",
         converge_log.len() as f64 / objects as f64
     );
     println!(
@@ -292,6 +306,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("only {still_ready} of {objects} were still Ready at the end");
     }
     Ok(())
+}
+
+/// The shortest time the Lambda calls in `log` can take at the operator's default request
+/// rates (`lmi_operator::aws::rate`): the slowest bucket decides.
+fn rate_floor(log: &[lmi_test_support::OperationRecord]) -> f64 {
+    let rates = lmi_operator::aws::rate::AwsRates::default();
+    let (mut reads, mut writes, mut control, mut get) = (0.0, 0.0, 0.0, 0.0);
+    for r in log.iter().filter(|r| r.service == "lambda") {
+        match r.operation.as_str() {
+            "GetCapacityProvider"
+            | "ListCapacityProviders"
+            | "ListFunctionVersionsByCapacityProvider" => reads += 1.0,
+            "CreateCapacityProvider" | "UpdateCapacityProvider" | "DeleteCapacityProvider" => {
+                writes += 1.0
+            }
+            "GetFunction" => get += 1.0,
+            _ => control += 1.0,
+        }
+    }
+    [
+        reads / rates.capacity_provider_reads,
+        writes / rates.capacity_provider_writes,
+        control / rates.control_plane,
+        get / rates.get_function,
+    ]
+    .into_iter()
+    .fold(0.0, f64::max)
 }
 
 /// How many objects of `api` are Ready for their current generation.

@@ -30,7 +30,7 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.models.instance_types import INSTANCE_TYPES
 from moto.utilities.utils import get_partition
 
-from . import limits
+from . import iam_propagation, limits
 from .attachments import versions_on
 from .incoming import account_region, operation_input
 from .lifecycle import LOCK, Settling
@@ -203,6 +203,11 @@ def create_capacity_provider(self: LambdaResponse) -> TYPE_RESPONSE:
                 f"The number of capacity providers exceeds the limit of "
                 f"{limits.max_capacity_providers} for this account.",
             )
+        iam_propagation.check_assumable(
+            account,
+            members["PermissionsConfig"]["CapacityProviderOperatorRoleArn"],
+            "capacity provider",
+        )
         check_network(account, region, members["VpcConfig"])
         check_instance_requirements(members["InstanceRequirements"])
         check_scaling(members["CapacityProviderScalingConfig"])

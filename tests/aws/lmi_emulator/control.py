@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlparse
 
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from . import capacity_providers, environments, lifecycle, limits
+from . import capacity_providers, environments, iam_propagation, lifecycle, limits
 from .attachments import lambda_backend
 from .function_state import lmi_state
 from .lifecycle import LOCK
@@ -69,6 +69,8 @@ def config(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, st
                 limits.max_versions_per_capacity_provider = int(
                     body["MaxVersionsPerCapacityProvider"]
                 )
+            if "RolePropagationSeconds" in body:
+                iam_propagation.propagation_seconds = float(body["RolePropagationSeconds"])
             limits.set_rates(
                 reads=_optional_float(body, "CapacityProviderReadsPerSecond"),
                 writes=_optional_float(body, "CapacityProviderWritesPerSecond"),
@@ -83,6 +85,7 @@ def config(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, st
             "MaxVersionsPerCapacityProvider": limits.max_versions_per_capacity_provider,
             "CapacityProviderReadsPerSecond": limits.capacity_provider_reads_per_second,
             "CapacityProviderWritesPerSecond": limits.capacity_provider_writes_per_second,
+            "RolePropagationSeconds": iam_propagation.propagation_seconds,
         },
     )
 

@@ -35,7 +35,7 @@ from moto.s3.models import s3_backends
 from moto.awslambda.responses import LambdaResponse
 from moto.core.responses import TYPE_RESPONSE
 
-from . import capacity_providers, environments, limits
+from . import capacity_providers, environments, iam_propagation, limits
 from .attachments import lambda_backend, versions_on
 from .function_state import (
     capacity_provider_arn,
@@ -149,6 +149,8 @@ def create_function(self: LambdaResponse) -> TYPE_RESPONSE:
     config = body.get("CapacityProviderConfig")
     with LOCK:
         check_s3_code(account, body.get("Code") or {})
+        if "Role" in body:
+            iam_propagation.check_assumable(account, body["Role"], "function")
         if config is not None:
             check_capacity_provider_config(account, region, config, "CreateFunctionRequest")
             inner = config["LambdaManagedInstancesCapacityProviderConfig"]

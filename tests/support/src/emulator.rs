@@ -248,6 +248,22 @@ impl AwsEmulator {
         self.control("config", body).await
     }
 
+    /// Sets the capacity-provider request rates the emulator allows per second (AWS's: 15 reads
+    /// and 1 write; 0 lifts a limit).
+    pub async fn set_request_rates(&self, reads: f64, writes: f64) -> Result<(), SupportError> {
+        let body = format!(
+            r#"{{"CapacityProviderReadsPerSecond": {reads}, "CapacityProviderWritesPerSecond": {writes}}}"#
+        );
+        self.control("config", body).await
+    }
+
+    /// Makes roles younger than `delay` not assumable by Lambda yet (IAM propagation), as
+    /// CreateFunction and CreateCapacityProvider answer right after a role was created.
+    pub async fn set_role_propagation(&self, delay: Duration) -> Result<(), SupportError> {
+        let body = format!(r#"{{"RolePropagationSeconds": {}}}"#, delay.as_secs_f64());
+        self.control("config", body).await
+    }
+
     /// Forces a capacity provider into `state` (e.g. `Failed`); `None` returns it to its natural
     /// lifecycle.
     pub async fn force_capacity_provider_state(

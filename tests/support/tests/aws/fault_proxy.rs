@@ -163,6 +163,13 @@ async fn the_sdk_gives_up_after_its_attempts_and_surfaces_the_last_error() {
 #[tokio::test]
 async fn a_seeded_plan_repeats_the_same_faults() {
     let setup = Setup::new().await;
+    // Only the proxy's faults: sixty reads in a few seconds would otherwise also meet AWS's
+    // 15 capacity-provider reads a second, which the emulator enforces.
+    setup
+        .aws
+        .set_request_rates(0.0, 0.0)
+        .await
+        .expect("lift the rates");
     let lambda = setup.lambda(RetryConfig::disabled());
     let run = || async {
         setup.proxy.clear_log();

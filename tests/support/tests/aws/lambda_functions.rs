@@ -8,7 +8,6 @@ use aws_sdk_lambda::operation::delete_capacity_provider::DeleteCapacityProviderE
 use aws_sdk_lambda::operation::get_function_scaling_config::GetFunctionScalingConfigError;
 use aws_sdk_lambda::operation::publish_version::PublishVersionError;
 use aws_sdk_lambda::operation::put_function_scaling_config::PutFunctionScalingConfigError;
-use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationError;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
     CapacityProviderState, FunctionCode, FunctionScalingConfig, FunctionVersionLatestPublished,
@@ -69,7 +68,7 @@ async fn a_function_keeps_its_capacity_provider_config() {
 }
 
 #[tokio::test]
-async fn a_functions_capacity_provider_must_exist_be_active_and_stay_the_same() {
+async fn a_functions_capacity_provider_must_exist_and_be_active_and_it_can_move() {
     let world = World::new().await;
     let role = world.aws.create_role(&unique("role")).await.unwrap();
     let create = |provider_arn: String, memory_per_vcpu: f64| {
@@ -129,6 +128,8 @@ async fn a_functions_capacity_provider_must_exist_be_active_and_stay_the_same() 
         .await
         .unwrap();
 
+    // A function moves to another provider (CloudFormation: "No interruption"), keeping its
+    // ARN; the capacity provider config now names the new one.
     let name = world.function(&arn).await;
     let other = world.provider().await;
     let moved = world
@@ -138,14 +139,19 @@ async fn a_functions_capacity_provider_must_exist_be_active_and_stay_the_same() 
         .capacity_provider_config(lmi_config(other.capacity_provider_arn(), 8, 2.0))
         .send()
         .await
-        .unwrap_err()
-        .into_service_error();
+        .expect("move to the other provider");
     assert!(
-        matches!(
-            moved,
-            UpdateFunctionConfigurationError::InvalidParameterValueException(_)
-        ),
-        "{moved:?}"
+        moved
+            .function_arn()
+            .unwrap_or_default()
+            .ends_with(&format!(":function:{name}"))
+    );
+    assert_eq!(
+        moved
+            .capacity_provider_config()
+            .and_then(|c| c.lambda_managed_instances_capacity_provider_config())
+            .map(|c| c.capacity_provider_arn()),
+        Some(other.capacity_provider_arn())
     );
 }
 

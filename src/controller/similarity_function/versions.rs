@@ -73,7 +73,7 @@ pub fn to_prune(
             number(v).map(|n| (n, usable))
         })
         .collect();
-    others.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    others.sort_unstable_by_key(|o| std::cmp::Reverse(o.0));
     let mut keep = retain.saturating_sub(1);
     let mut prune: Vec<u64> = Vec::new();
     for (n, usable) in others {

@@ -124,6 +124,9 @@ fn errors_that_need_a_human_degrade_and_transient_ones_progress() {
         "NotFound",
         "Conflict",
         "AwsUnexpectedResponse",
+        // IAM propagation: retried fast for about two minutes, then slowly; a role that never
+        // becomes assumable also shows in Ready (the function or provider is not created).
+        "RoleNotAssumableYet",
     ];
     for r in lmi_operator::aws::error::REASONS {
         assert!(

@@ -95,7 +95,9 @@ pub struct RateMetrics {
 /// The buckets of one account and region, shared by every clone of the clients.
 #[derive(Clone)]
 pub struct RateLimits {
-    limiters: Arc<[Option<DefaultDirectRateLimiter>; 4]>,
+    reads: Option<Arc<DefaultDirectRateLimiter>>,
+    control_plane: Option<Arc<DefaultDirectRateLimiter>>,
+    get_function: Option<Arc<DefaultDirectRateLimiter>>,
     /// Capacity-provider writes: one at a time, a period after the last answer.
     writes: Option<(Duration, Arc<tokio::sync::Mutex<Option<Instant>>>)>,
     metrics: RateMetrics,
@@ -127,12 +129,9 @@ impl RateLimits {
     pub fn new(rates: AwsRates, metrics: RateMetrics) -> Self {
         let writes = rates.capacity_provider_writes;
         Self {
-            limiters: Arc::new([
-                limiter(rates.capacity_provider_reads),
-                None,
-                limiter(rates.control_plane),
-                limiter(rates.get_function),
-            ]),
+            reads: limiter(rates.capacity_provider_reads),
+            control_plane: limiter(rates.control_plane),
+            get_function: limiter(rates.get_function),
             writes: (writes.is_finite() && writes > 0.0).then(|| {
                 (
                     Duration::from_secs_f64(1.0 / writes),
@@ -161,29 +160,29 @@ impl RateLimits {
         let start = Instant::now();
         let mut waited = false;
         let mut write = None;
-        if bucket == Bucket::CapacityProviderWrite {
-            if let Some((period, gate)) = &self.writes {
-                let last = gate.clone().lock_owned().await;
-                if let Some(ready) = last.map(|t| t + *period)
-                    && ready > Instant::now()
-                {
-                    tokio::time::sleep_until(ready.into()).await;
-                }
-                waited = start.elapsed() > Duration::from_millis(1);
-                write = Some(last);
-            }
-        } else {
-            let index = match bucket {
-                Bucket::CapacityProviderRead => 0,
-                Bucket::ControlPlane => 2,
-                _ => 3,
-            };
-            if let Some(limiter) = &self.limiters[index]
-                && limiter.check().is_err()
+        let limiter = match bucket {
+            Bucket::CapacityProviderRead => self.reads.as_deref(),
+            Bucket::ControlPlane => self.control_plane.as_deref(),
+            Bucket::GetFunction => self.get_function.as_deref(),
+            Bucket::CapacityProviderWrite => None,
+        };
+        if let Some(limiter) = limiter
+            && limiter.check().is_err()
+        {
+            limiter.until_ready().await;
+            waited = true;
+        }
+        if bucket == Bucket::CapacityProviderWrite
+            && let Some((period, gate)) = &self.writes
+        {
+            let last = gate.clone().lock_owned().await;
+            if let Some(ready) = last.map(|t| t + *period)
+                && ready > Instant::now()
             {
-                limiter.until_ready().await;
-                waited = true;
+                tokio::time::sleep_until(ready.into()).await;
             }
+            waited = start.elapsed() > Duration::from_millis(1);
+            write = Some(last);
         }
         if waited {
             let labels = BucketLabels {
@@ -201,7 +200,7 @@ impl RateLimits {
 
 /// A bucket of `per_second` requests that holds one second's worth (at least one); `None` for
 /// 0 (or a value that is no rate).
-fn limiter(per_second: f64) -> Option<DefaultDirectRateLimiter> {
+fn limiter(per_second: f64) -> Option<Arc<DefaultDirectRateLimiter>> {
     if !(per_second.is_finite() && per_second > 0.0) {
         return None;
     }
@@ -209,7 +208,7 @@ fn limiter(per_second: f64) -> Option<DefaultDirectRateLimiter> {
     // at least 1, and at most what fits a u32 (a rate that high is no limit in practice)
     let burst = NonZeroU32::new(per_second.floor().clamp(1.0, f64::from(u32::MAX)) as u32)
         .unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(period).map(|q| RateLimiter::direct(q.allow_burst(burst)))
+    Quota::with_period(period).map(|q| Arc::new(RateLimiter::direct(q.allow_burst(burst))))
 }
 
 #[cfg(test)]

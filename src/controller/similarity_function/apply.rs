@@ -149,7 +149,8 @@ pub async fn run(
             )
         }
         Step::Resume(version) => {
-            let scaling = desired::reactivation(&d.scaling);
+            // the desired scaling names a minimum (`desired::scaling`): it reactivates
+            let scaling = d.scaling.clone();
             lambda.put_scaling_config(name, version, &scaling).await?;
             lambda
                 .untag_resource(&function_arn(world), &[SUSPENDED_TAG.to_owned()])

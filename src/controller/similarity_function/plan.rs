@@ -377,7 +377,9 @@ pub fn next(input: &Input<'_>) -> Next {
     }) else {
         return Next::ReadScaling(v.version.clone());
     };
-    if input.may_correct && !drift::scaling(&d.scaling, scaling.held()).is_empty() {
+    // What was asked is held (the request settling, or applied); else put it.
+    let asked = drift::scaling(&d.scaling, scaling.held()).is_empty();
+    if input.may_correct && !asked {
         return Next::Do(Step::PutScaling(v.version.clone()));
     }
     let prune = versions::to_prune(
@@ -390,7 +392,6 @@ pub fn next(input: &Input<'_>) -> Next {
         return Next::Do(Step::Prune(prune));
     }
     // Waiting for what was asked to apply; a difference left under Report is drift, not a wait.
-    let asked = drift::scaling(&d.scaling, scaling.held()).is_empty();
     if asked && !drift::scaling_applied(&d.scaling, scaling.applied.as_ref()) {
         return waiting(format!(
             "Lambda is applying the scaling of version {} of {name}",

@@ -576,6 +576,10 @@ async fn delete_goes_through_deleting_then_the_provider_is_gone() {
     })
     .await
     .unwrap();
+    // The lifecycle only: a delete and an update a moment apart would also meet AWS's one
+    // capacity-provider write a second (enforced by the emulator), and a retried update would
+    // then find the provider gone.
+    aws.set_request_rates(0.0, 0.0).await.unwrap();
     let network = Network::good(&aws.ec2()).await.unwrap();
     let lambda = aws.lambda();
     let name = unique("cp");

@@ -93,8 +93,9 @@ pub struct NetworkVerdict {
     pub status: NetworkStatus,
     /// The first problem found, if any.
     pub problem: Option<Problem>,
-    /// The VPC needs telemetry endpoints the operator should create (`telemetryEndpoints:
-    /// Create` and some subnet has no egress).
+    /// The VPC needs telemetry endpoints the operator should create or complete
+    /// (`telemetryEndpoints: Create`, and some subnet has no egress or the operator already owns
+    /// some of them).
     pub needs_telemetry_endpoints: bool,
 }
 
@@ -140,8 +141,10 @@ pub fn evaluate(
         .filter(|s| s.egress == Egress::None)
         .map(|s| s.id.as_str())
         .collect();
-    let needs_telemetry_endpoints =
-        telemetry == TelemetryEndpoints::Create && !without_egress.is_empty();
+    // Once the operator owns some of the endpoints it completes the set: a crash after the logs
+    // endpoint was created must not let that endpoint pass for the egress the others give.
+    let needs_telemetry_endpoints = telemetry == TelemetryEndpoints::Create
+        && (!without_egress.is_empty() || !facts.owned_endpoints.is_empty());
     let problem = blocking_problem(subnets, security_groups, facts)
         .or_else(|| telemetry_problem(&without_egress, telemetry));
     NetworkVerdict {
@@ -488,6 +491,27 @@ mod tests {
         let verdict = check(&facts);
         assert_eq!(verdict.problem, None);
         assert_eq!(verdict.status.subnets[1].egress, Egress::VpcEndpoints);
+    }
+
+    #[test]
+    fn endpoints_the_operator_began_are_completed() {
+        // A crash after the logs endpoint was created: it gives egress, but the set is unfinished.
+        let mut facts = good();
+        facts.subnets[0].default_route = DefaultRoute::Other;
+        facts.vpcs_with_logs_endpoint.insert("vpc-1".into());
+        facts.owned_endpoints.push("vpce-logs".into());
+        let create = |facts: &NetworkFacts| {
+            evaluate(
+                &ids(&["subnet-a", "subnet-b"]),
+                &Requested::Managed,
+                TelemetryEndpoints::Create,
+                facts,
+            )
+        };
+        assert!(create(&facts).needs_telemetry_endpoints);
+        // Someone else's logs endpoint gives the egress: nothing to create.
+        facts.owned_endpoints.clear();
+        assert!(!create(&facts).needs_telemetry_endpoints);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! ask for: one provider and one function per object, each configuration published once, one
 //! security group per role and one endpoint per service.
 //!
-//! And one crash at a chosen point: between creating the telemetry endpoints' security group and
-//! opening it to the VPC.
+//! And crashes at chosen points: between creating the telemetry endpoints' security group and
+//! opening it to the VPC, and between creating the first telemetry endpoint and the others.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -400,5 +400,53 @@ async fn a_crash_between_creating_and_opening_the_endpoints_group_is_repaired() 
         owned_groups(&world).await
     );
     assert_eq!(owned_groups(&world).await.len(), 2, "a group created twice");
+    world.stop_operator().await;
+}
+
+/// A crash after the logs endpoint was created, before the metrics and traces ones: the logs
+/// endpoint gives the subnets egress, but the next operator still completes the set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_first_and_the_other_endpoints_is_completed() {
+    let mut world = World::start().await;
+    let isolated = isolated_network(&world).await;
+    world.proxy.let_through(Some("CreateVpcEndpoint"), 1);
+    world.proxy.fail_next(
+        Some("CreateVpcEndpoint"),
+        (0..10_000).map(|_| Fault::InternalError),
+    );
+    world.start_operator();
+    world
+        .apply_provider(isolated_provider("isolated", &isolated, &world.role_arn))
+        .await;
+    let attempted = eventually(Duration::from_secs(30), || async {
+        world.proxy.calls("ec2", "CreateVpcEndpoint") > 1
+    })
+    .await;
+    assert!(attempted, "the second endpoint was never attempted");
+    world.kill_operator().await;
+    assert_eq!(
+        Inventory::read(&world).await.endpoints.len(),
+        1,
+        "the crash should leave the logs endpoint alone"
+    );
+
+    world.proxy.clear_faults();
+    world.start_operator();
+    world
+        .wait_provider("isolated", "Ready", |cp| {
+            has_condition(provider_conditions(cp), "Ready", "True", None)
+        })
+        .await;
+    let completed = eventually(Duration::from_secs(20), || async {
+        Inventory::read(&world).await.endpoints.len() == 3
+    })
+    .await;
+    let inventory = Inventory::read(&world).await;
+    assert!(completed, "the endpoints were not completed: {inventory:?}");
+    assert_eq!(
+        succeeded(&world.proxy.log(), "CreateVpcEndpoint"),
+        3,
+        "an endpoint created twice"
+    );
     world.stop_operator().await;
 }

@@ -82,7 +82,8 @@ impl OperationRecord {
 struct Inner {
     plan: FaultPlan,
     rng: StdRng,
-    queued: VecDeque<(Option<String>, Fault)>,
+    /// Scripted answers ahead of the plan: a fault, or `None` to forward the request as is.
+    queued: VecDeque<(Option<String>, Option<Fault>)>,
     log: Vec<OperationRecord>,
 }
 
@@ -170,7 +171,17 @@ impl FaultProxy {
         for fault in faults {
             inner
                 .queued
-                .push_back((operation.map(str::to_owned), fault));
+                .push_back((operation.map(str::to_owned), Some(fault)));
+        }
+    }
+
+    /// Forwards the next `count` requests to `operation` as they are, ahead of the plan and of
+    /// faults queued after this call: with [`FaultProxy::fail_next`], "the first succeeds, the
+    /// rest fail".
+    pub fn let_through(&self, operation: Option<&str>, count: usize) {
+        let mut inner = self.shared.inner();
+        for _ in 0..count {
+            inner.queued.push_back((operation.map(str::to_owned), None));
         }
     }
 
@@ -273,7 +284,7 @@ async fn handle(
                 .is_none_or(|only_operation| only_operation == operation)
         });
         let fault = match queued.and_then(|index| inner.queued.remove(index)) {
-            Some((_, fault)) => Some(fault),
+            Some((_, scripted)) => scripted,
             None if inner.plan.applies_to(&operation) => {
                 let draw = inner.rng.random::<f64>();
                 inner.plan.pick(draw)

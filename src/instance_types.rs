@@ -30,15 +30,29 @@ pub struct InstanceVerdict {
 
 /// Whether `name` matches an AWS instance-type pattern (`*` matches any run of characters).
 pub fn matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &n[1..]),
-            _ => false,
+    // Greedy with one backtrack point (the last `*`): each `*` only ever extends its match, so
+    // the work is at most |pattern| × |name| — a recursive matcher is exponential in the number
+    // of `*` on a name that almost matches (`*a*a*a*a*b` against `aaaa…`).
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && p[i] == b'*' {
+            star = Some((i, j));
+            i += 1;
+        } else if i < p.len() && p[i].eq_ignore_ascii_case(&n[j]) {
+            i += 1;
+            j += 1;
+        } else if let Some((si, sj)) = star {
+            // Let the last `*` take one more character and try again after it.
+            star = Some((si, sj + 1));
+            i = si + 1;
+            j = sj + 1;
+        } else {
+            return false;
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    p[i..].iter().all(|&c| c == b'*')
 }
 
 /// Checks the allowed patterns against what EC2 describes and offers.
@@ -152,6 +166,20 @@ mod tests {
         assert!(matches("m7i.large", "M7I.LARGE"));
         assert!(!matches("c8g.*", "c8gd.large"));
         assert!(!matches("c8g.large", "c8g.xlarge"));
+        assert!(matches("*", ""));
+        assert!(matches("c*g*.*large", "c7gd.16xlarge"));
+        assert!(!matches("c*g*.*large", "c7gd.16xlarge.x"));
+        assert!(matches("**a", "ba"));
+        assert!(!matches("a", ""));
+    }
+
+    #[test]
+    fn many_wildcards_against_a_near_miss_take_polynomial_time() {
+        // Exponential for a backtracking matcher (2^20 paths); a few thousand steps here.
+        let pattern = format!("{}b", "*a".repeat(20));
+        let name = "a".repeat(60);
+        assert!(!matches(&pattern, &name));
+        assert!(matches(&pattern, &format!("{name}b")));
     }
 
     #[test]

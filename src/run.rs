@@ -17,10 +17,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::api::conditions::READY;
 use crate::api::{CapacityProvider, SimilarityFunction};
+use crate::aws::AwsTimeouts;
 use crate::aws::rate::AwsRates;
-use crate::controller::conditions::is_true_for;
 use crate::controller::{Config, Context, Error, capacity_provider, similarity_function};
 use crate::identity;
 use crate::metrics::Metrics;
@@ -101,6 +100,24 @@ pub struct RunArgs {
     #[arg(long, env = "LMI_AWS_GET_FUNCTION_PER_SECOND", default_value_t = AwsRates::default().get_function)]
     pub aws_get_function_per_second: f64,
 
+    /// Time limit of one attempt of an AWS call, from sending the request to reading the whole
+    /// response: a connection that stalls after connecting fails here and is retried.
+    #[arg(long, env = "LMI_AWS_ATTEMPT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub aws_attempt_timeout: Duration,
+
+    /// Time limit of an AWS call, its retries included.
+    #[arg(long, env = "LMI_AWS_OPERATION_TIMEOUT", default_value = "3m", value_parser = humantime::parse_duration)]
+    pub aws_operation_timeout: Duration,
+
+    /// Time limit of one reconcile: past it the reconcile is abandoned and retried with backoff.
+    #[arg(long, env = "LMI_RECONCILE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub reconcile_timeout: Duration,
+
+    /// `/healthz` fails (and the kubelet restarts the container) when reconciles are in flight
+    /// and none has finished for this long. Keep it above `--reconcile-timeout`.
+    #[arg(long, env = "LMI_STALL_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub stall_timeout: Duration,
+
     /// Log format: `json` (default, for log pipelines) or `text`.
     #[arg(long, env = "LMI_LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
@@ -120,6 +137,24 @@ pub enum LogFormat {
 }
 
 impl RunArgs {
+    /// The time limits must nest: an attempt within its call, a reconcile within the stall
+    /// that fails liveness (or every slow reconcile would restart the container).
+    fn check_timeouts(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.aws_attempt_timeout <= self.aws_operation_timeout,
+            "--aws-attempt-timeout ({:?}) must not exceed --aws-operation-timeout ({:?})",
+            self.aws_attempt_timeout,
+            self.aws_operation_timeout
+        );
+        anyhow::ensure!(
+            self.reconcile_timeout < self.stall_timeout,
+            "--reconcile-timeout ({:?}) must be shorter than --stall-timeout ({:?})",
+            self.reconcile_timeout,
+            self.stall_timeout
+        );
+        Ok(())
+    }
+
     fn config(&self, installation_id: String) -> Config {
         let mut config = Config {
             cluster_name: self.cluster_name.clone(),
@@ -136,6 +171,13 @@ impl RunArgs {
                 control_plane: self.aws_control_plane_per_second,
                 get_function: self.aws_get_function_per_second,
             },
+            aws_timeouts: AwsTimeouts {
+                attempt: self.aws_attempt_timeout,
+                operation: self.aws_operation_timeout,
+                ..AwsTimeouts::default()
+            },
+            reconcile_timeout: self.reconcile_timeout,
+            stall_timeout: self.stall_timeout,
             ..Config::default()
         };
         config.backoff.terminal = self.terminal_retry;
@@ -162,6 +204,7 @@ pub fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format, &args.runtime.log_level)?;
     identity::check_cluster_name(&args.cluster_name).map_err(anyhow::Error::msg)?;
+    args.check_timeouts()?;
     let kube_config = kube::Config::infer()
         .await
         .context("finding Kubernetes (KUBECONFIG or in-cluster)")?;
@@ -373,17 +416,28 @@ fn deletion_marked<K: Resource>(object: &K) -> Option<u64> {
     Some(hash_of(object.meta().deletion_timestamp.is_some()))
 }
 
-/// Predicate: what a function's admission reads from its provider (the spec, whether it is
-/// Ready for that spec, its ARN, the deletion mark) — not its resync timestamps.
+/// Predicate: what a function's admission reads from its provider (the spec, its AWS state and
+/// ARN, the deletion mark) — not its resync timestamps.
 fn admission_facts(cp: &CapacityProvider) -> Option<u64> {
     let status = cp.status.as_ref();
     Some(hash_of((
         cp.metadata.generation,
         cp.metadata.deletion_timestamp.is_some(),
-        status.map(|s| is_true_for(&s.conditions, READY, cp.metadata.generation)),
-        status.and_then(|s| s.observed_generation),
+        status.and_then(|s| s.state),
         status.and_then(|s| s.arn.clone()),
     )))
+}
+
+/// Runs one reconcile within `--reconcile-timeout`, marked in flight for liveness.
+async fn bounded(
+    ctx: &Context,
+    reconcile: impl Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let _in_flight = ctx.liveness.reconciling();
+    let limit = ctx.config.reconcile_timeout;
+    tokio::time::timeout(limit, reconcile)
+        .await
+        .unwrap_or(Err(Error::TimedOut(limit)))
 }
 
 async fn reconcile_provider(
@@ -391,7 +445,10 @@ async fn reconcile_provider(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     match &guard.0 {
-        Ok(cp) => capacity_provider::reconcile(Arc::new(cp.clone()), ctx).await,
+        Ok(cp) => {
+            let reconcile = capacity_provider::reconcile(Arc::new(cp.clone()), ctx.clone());
+            bounded(&ctx, reconcile).await
+        }
         Err(invalid) => {
             report_invalid(guard.as_ref(), &invalid.error, &ctx).await;
             Ok(Action::await_change())
@@ -415,7 +472,10 @@ async fn reconcile_function(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     match &guard.0 {
-        Ok(sf) => similarity_function::reconcile(Arc::new(sf.clone()), ctx).await,
+        Ok(sf) => {
+            let reconcile = similarity_function::reconcile(Arc::new(sf.clone()), ctx.clone());
+            bounded(&ctx, reconcile).await
+        }
         Err(invalid) => {
             report_invalid(guard.as_ref(), &invalid.error, &ctx).await;
             Ok(Action::await_change())
@@ -442,4 +502,44 @@ async fn report_invalid<K: Resource<DynamicType = ()>>(object: &K, error: &str, 
         format!("the operator cannot read this object: {error}"),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let argv = ["lmi-operator", "--cluster-name", "c"].iter().chain(extra);
+        Cli::try_parse_from(argv).expect("flags").run
+    }
+
+    #[test]
+    fn the_default_time_limits_nest() {
+        let a = args(&[]);
+        a.check_timeouts().expect("defaults are consistent");
+        let config = a.config("i".into());
+        assert_eq!(config.aws_timeouts.attempt, Duration::from_secs(60));
+        assert_eq!(config.reconcile_timeout, Duration::from_secs(300));
+        assert!(config.stall_timeout > config.reconcile_timeout);
+    }
+
+    #[test]
+    fn time_limits_that_do_not_nest_are_refused() {
+        let e = args(&["--reconcile-timeout", "20m"])
+            .check_timeouts()
+            .expect_err("a reconcile longer than the stall");
+        assert!(e.to_string().contains("--stall-timeout"), "{e}");
+        let e = args(&["--aws-attempt-timeout", "5m"])
+            .check_timeouts()
+            .expect_err("an attempt longer than its call");
+        assert!(e.to_string().contains("--aws-operation-timeout"), "{e}");
+    }
 }

@@ -127,6 +127,8 @@ fn errors_that_need_a_human_degrade_and_transient_ones_progress() {
         // IAM propagation: retried fast for about two minutes, then slowly; a role that never
         // becomes assumable also shows in Ready (the function or provider is not created).
         "RoleNotAssumableYet",
+        // Expired credentials or a refused signature: the credential chain refreshes them.
+        "CredentialsExpired",
     ];
     for r in lmi_operator::aws::error::REASONS {
         assert!(
@@ -135,8 +137,12 @@ fn errors_that_need_a_human_degrade_and_transient_ones_progress() {
         );
     }
     // A handler build missing from the image (SimilarityFunction): only a new image or
-    // --handler-dir fixes it.
-    for r in terminal.iter().chain(&["HandlerBuildUnavailable"]) {
+    // --handler-dir fixes it. A Kubernetes request the API server refused (RBAC, validation):
+    // only a fixed installation does.
+    for r in terminal
+        .iter()
+        .chain(&["HandlerBuildUnavailable", "KubeRequestRejected"])
+    {
         assert_eq!(health(&failing(r)).0, "Degraded", "{r}");
     }
     for r in transient.iter().chain(&[
@@ -144,6 +150,10 @@ fn errors_that_need_a_human_degrade_and_transient_ones_progress() {
         "KubeThrottled",
         "KubeServerError",
         "KubeUnreachable",
+        // Adding or removing the finalizer failed for a reason other than the reconcile's.
+        "FinalizerFailed",
+        // A reconcile abandoned at --reconcile-timeout, retried.
+        "ReconcileTimedOut",
         "VersionsAttached",
         // Waiting while Lambda is busy with a resource or still deleting it.
         "AwsBusy",

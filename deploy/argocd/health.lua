@@ -26,6 +26,7 @@ local terminal = {
   LimitExceeded = true,
   AwsError = true,
   HandlerBuildUnavailable = true,
+  KubeRequestRejected = true,
   DriftDetected = true,
 }
 

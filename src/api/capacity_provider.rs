@@ -553,7 +553,7 @@ impl TenantLimits {
 }
 
 // Lifecycle state of the capacity provider in AWS. (No `///`: see `SystemLogLevel`.)
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProviderState {
     /// Being created; not usable yet.
     Pending,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
-    Filter, IpPermission, IpRange, LocationType, ResourceType, SecurityGroup, Tag,
+    Filter, IpPermission, IpRange, LocationType, ResourceType, Route, SecurityGroup, Tag,
     TagSpecification, VpcEndpoint, VpcEndpointType,
 };
 
@@ -163,20 +163,7 @@ impl Ec2 {
             .await
             .map_err(|e| AwsError::from_sdk("DescribeRouteTables", e))?;
         for table in out.route_tables() {
-            let default = table
-                .routes()
-                .iter()
-                .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
-                .map(|r| {
-                    if r.nat_gateway_id().is_some() {
-                        DefaultRoute::NatGateway
-                    } else if r.gateway_id().is_some_and(|g| g.starts_with("igw-")) {
-                        DefaultRoute::InternetGateway
-                    } else {
-                        DefaultRoute::Other
-                    }
-                })
-                .unwrap_or(DefaultRoute::None);
+            let default = default_route(table.routes());
             for assoc in table.associations() {
                 if assoc.main() == Some(true) {
                     if let Some(vpc) = table.vpc_id() {
@@ -436,6 +423,10 @@ impl Ec2 {
             .set_subnet_ids(Some(subnet_ids.to_vec()))
             .security_group_ids(security_group_id)
             .private_dns_enabled(true)
+            // One token per create, reused by the SDK's retries of it: a retry after a lost
+            // answer returns the endpoint the first attempt made instead of a second one (the
+            // SDK fills no token for this operation itself).
+            .client_token(client_token())
             .tag_specifications(tag_specification(ResourceType::VpcEndpoint, ownership))
             .send()
             .await
@@ -608,6 +599,41 @@ fn sg_facts(g: &SecurityGroup) -> Option<SecurityGroupFacts> {
     })
 }
 
+/// What a route table's default routes make of its subnets. An internet gateway on either
+/// default route — IPv4 `0.0.0.0/0` or IPv6 `::/0` — makes them public (instances with IPv6
+/// addresses are reachable from the internet through it); otherwise the IPv4 default route
+/// decides the egress (an egress-only gateway gives IPv6 egress alone, which is not the egress
+/// to AWS's IPv4 endpoints: `Other`).
+fn default_route(routes: &[Route]) -> DefaultRoute {
+    let is_default = |r: &&Route| {
+        r.destination_cidr_block() == Some("0.0.0.0/0")
+            || r.destination_ipv6_cidr_block() == Some("::/0")
+    };
+    let to_internet_gateway = |r: &&Route| r.gateway_id().is_some_and(|g| g.starts_with("igw-"));
+    if routes
+        .iter()
+        .filter(is_default)
+        .any(|r| to_internet_gateway(&r))
+    {
+        return DefaultRoute::InternetGateway;
+    }
+    if let Some(v4) = routes
+        .iter()
+        .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+    {
+        return if v4.nat_gateway_id().is_some() {
+            DefaultRoute::NatGateway
+        } else {
+            DefaultRoute::Other
+        };
+    }
+    if routes.iter().any(|r| is_default(&r)) {
+        DefaultRoute::Other
+    } else {
+        DefaultRoute::None
+    }
+}
+
 #[derive(Default)]
 struct RouteIndex {
     explicit: HashMap<String, DefaultRoute>,
@@ -624,9 +650,65 @@ impl RouteIndex {
     }
 }
 
+/// A fresh idempotency token (EC2 takes up to 64 ASCII characters).
+fn client_token() -> String {
+    format!("lmi-{:032x}", rand::random::<u128>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v4(gateway: Option<&str>, nat: Option<&str>) -> Route {
+        Route::builder()
+            .destination_cidr_block("0.0.0.0/0")
+            .set_gateway_id(gateway.map(str::to_owned))
+            .set_nat_gateway_id(nat.map(str::to_owned))
+            .build()
+    }
+
+    fn v6(gateway: Option<&str>, egress_only: Option<&str>) -> Route {
+        Route::builder()
+            .destination_ipv6_cidr_block("::/0")
+            .set_gateway_id(gateway.map(str::to_owned))
+            .set_egress_only_internet_gateway_id(egress_only.map(str::to_owned))
+            .build()
+    }
+
+    #[test]
+    fn an_internet_gateway_on_either_default_route_makes_a_subnet_public() {
+        let local = Route::builder()
+            .destination_cidr_block("10.0.0.0/16")
+            .gateway_id("local")
+            .build();
+        assert_eq!(default_route(&[local.clone()]), DefaultRoute::None);
+        assert_eq!(
+            default_route(&[local.clone(), v4(None, Some("nat-1"))]),
+            DefaultRoute::NatGateway
+        );
+        assert_eq!(
+            default_route(&[v4(Some("igw-1"), None)]),
+            DefaultRoute::InternetGateway
+        );
+        // NAT for IPv4, but IPv6 straight to the internet gateway: public.
+        assert_eq!(
+            default_route(&[v4(None, Some("nat-1")), v6(Some("igw-1"), None)]),
+            DefaultRoute::InternetGateway
+        );
+        assert_eq!(
+            default_route(&[local, v6(Some("igw-1"), None)]),
+            DefaultRoute::InternetGateway
+        );
+        // An egress-only gateway is not public; alone it gives no IPv4 egress.
+        assert_eq!(
+            default_route(&[v4(None, Some("nat-1")), v6(None, Some("eigw-1"))]),
+            DefaultRoute::NatGateway
+        );
+        assert_eq!(
+            default_route(&[v6(None, Some("eigw-1"))]),
+            DefaultRoute::Other
+        );
+    }
 
     fn tcp(port: i32, cidr: &str) -> IpPermission {
         IpPermission::builder()

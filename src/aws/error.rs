@@ -179,10 +179,16 @@ fn classify_code(code: &str, message: &str, status: Option<u16>) -> (ErrorClass,
         | "UnauthorizedOperation"
         | "AuthFailure"
         | "InvalidClientTokenId"
-        | "UnrecognizedClientException"
-        | "ExpiredToken"
+        | "UnrecognizedClientException" => (Terminal, "AccessDenied"),
+        // Credentials that expired (a web identity or Pod Identity token refreshed late) or a
+        // signature refused for a clock that stepped: the credential chain fetches new ones and
+        // the clock settles, so they are retried with backoff, not reported as a denial that
+        // needs a human.
+        "ExpiredToken"
         | "ExpiredTokenException"
-        | "SignatureDoesNotMatch" => (Terminal, "AccessDenied"),
+        | "RequestExpired"
+        | "SignatureDoesNotMatch"
+        | "InvalidSignatureException" => (Retryable, CREDENTIALS_EXPIRED),
         "ResourceNotFoundException" | "NotFound" => (NotFound, "NotFound"),
         c if c.ends_with(".NotFound") || c.ends_with(".Malformed") && c.contains("Id") => {
             (NotFound, "NotFound")
@@ -228,6 +234,9 @@ fn classify_code(code: &str, message: &str, status: Option<u16>) -> (ErrorClass,
     }
 }
 
+/// Reason of an error that says the operator's credentials expired or its signature was refused.
+pub const CREDENTIALS_EXPIRED: &str = "CredentialsExpired";
+
 /// Reason of an error that says a role is not assumable, which IAM propagation explains for a
 /// while after the role was created.
 pub const ROLE_NOT_ASSUMABLE_YET: &str = "RoleNotAssumableYet";
@@ -239,6 +248,7 @@ pub const IAM_PROPAGATION_ATTEMPTS: u32 = 7;
 /// Every reason [`AwsError::reason`] can return, for documentation and tests.
 pub const REASONS: &[&str] = &[
     ROLE_NOT_ASSUMABLE_YET,
+    CREDENTIALS_EXPIRED,
     "Throttled",
     "AwsServerError",
     "AwsUnreachable",

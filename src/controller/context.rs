@@ -10,13 +10,15 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use super::error::Backoff;
+use super::error::{Backoff, FailureCounts};
 use super::similarity_function::code::HandlerBundles;
-use crate::aws::AwsClients;
 use crate::aws::call_metrics::AwsCallCounter;
 use crate::aws::rate::{AwsRates, RateLimits};
+use crate::aws::{AwsClients, AwsTimeouts};
 use crate::metrics::Metrics;
 use crate::runtime::health::Readiness;
+use crate::runtime::http::Probes;
+use crate::runtime::liveness::Liveness;
 
 /// Field manager for every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "lmi-operator";
@@ -34,8 +36,11 @@ pub struct Config {
     pub namespace: String,
     /// How often a Ready object is compared with AWS again (jittered).
     pub resync_interval: Duration,
-    /// How often an object waiting on AWS (Pending, Deleting) is looked at again.
+    /// How often an object waiting on AWS (Pending, Deleting) is looked at again at first.
     pub pending_interval: Duration,
+    /// The slowest an object waiting on AWS is polled as its wait goes on: LMI starts execution
+    /// environments in minutes, and polling every 10 s for all of that is 90 reads a version.
+    pub slowest_pending_poll: Duration,
     /// Retry delays after errors.
     pub backoff: Backoff,
     /// Directory with `bootstrap-x86_64.zip` and `bootstrap-arm64.zip`.
@@ -48,6 +53,12 @@ pub struct Config {
     pub aws_rates: AwsRates,
     /// Function versions AWS allows per capacity provider.
     pub max_versions_per_capacity_provider: usize,
+    /// Time limits of every AWS call.
+    pub aws_timeouts: AwsTimeouts,
+    /// The longest one reconcile may run; it is then abandoned and retried with backoff.
+    pub reconcile_timeout: Duration,
+    /// `/healthz` fails when reconciles are in flight and none finished for this long.
+    pub stall_timeout: Duration,
 }
 
 impl Default for Config {
@@ -59,13 +70,61 @@ impl Default for Config {
             namespace: "lmi-system".into(),
             resync_interval: Duration::from_secs(300),
             pending_interval: Duration::from_secs(10),
+            slowest_pending_poll: Duration::from_secs(60),
             backoff: Backoff::default(),
             handler_dir: PathBuf::from("/opt/lmi-operator/handler"),
             capacity_provider_concurrency: 2,
             similarity_function_concurrency: 4,
             aws_rates: AwsRates::default(),
             max_versions_per_capacity_provider: 100,
+            aws_timeouts: AwsTimeouts::default(),
+            reconcile_timeout: Duration::from_secs(300),
+            stall_timeout: Duration::from_secs(900),
         }
+    }
+}
+
+impl Config {
+    /// When to look again at an object that has been waiting on AWS for `waited` (since its
+    /// Ready condition last changed): every `pending_interval` at first, then a sixth of the
+    /// wait so far, up to `slowest_pending_poll` (or the interval, if that is longer).
+    pub fn pending_delay(&self, waited: Duration) -> Duration {
+        (waited / 6).clamp(
+            self.pending_interval,
+            self.slowest_pending_poll.max(self.pending_interval),
+        )
+    }
+
+    /// [`Config::pending_delay`] for an object being deleted since `deleted` (its deletion
+    /// timestamp), at `now`.
+    pub fn deleting_delay(
+        &self,
+        deleted: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+        now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    ) -> Duration {
+        let waited = deleted
+            .and_then(|t| now.0.duration_since(t.0).try_into().ok())
+            .unwrap_or_default();
+        self.pending_delay(waited)
+    }
+
+    /// [`Config::pending_delay`] for an object with these conditions, at `now`.
+    pub fn pending_delay_for(
+        &self,
+        conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+        now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    ) -> Duration {
+        let waited = conditions
+            .iter()
+            .find(|c| c.type_ == crate::api::conditions::READY)
+            .and_then(|c| {
+                now.0
+                    .duration_since(c.last_transition_time.0)
+                    .try_into()
+                    .ok()
+            })
+            .unwrap_or_default();
+        self.pending_delay(waited)
     }
 }
 
@@ -83,10 +142,12 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Readiness (`/readyz`): each controller registers its cache here.
     pub readiness: Readiness,
+    /// Liveness (`/healthz`): each reconcile is marked in flight here.
+    pub liveness: Liveness,
     /// The handler builds bundled with the operator (`--handler-dir`).
     pub handlers: HandlerBundles,
     recorder: Recorder,
-    failures: Mutex<HashMap<String, u32>>,
+    failures: FailureCounts,
 }
 
 impl Context {
@@ -101,6 +162,8 @@ impl Context {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let liveness = Liveness::new(config.stall_timeout);
+        let failures = FailureCounts::new(config.backoff.forget_after());
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -108,6 +171,7 @@ impl Context {
                 &sdk_config,
                 AwsCallCounter::new(metrics.aws_calls.clone()),
                 RateLimits::new(config.aws_rates, metrics.aws_rates.clone()),
+                config.aws_timeouts,
             ),
             sdk_config,
             regional: Mutex::new(HashMap::new()),
@@ -115,7 +179,16 @@ impl Context {
             config,
             metrics,
             readiness: Readiness::default(),
-            failures: Mutex::new(HashMap::new()),
+            liveness,
+            failures,
+        }
+    }
+
+    /// What `/healthz` and `/readyz` read.
+    pub fn probes(&self) -> Probes {
+        Probes {
+            readiness: self.readiness.clone(),
+            liveness: self.liveness.clone(),
         }
     }
 
@@ -136,6 +209,7 @@ impl Context {
                             &config,
                             AwsCallCounter::new(self.metrics.aws_calls.clone()),
                             RateLimits::new(self.config.aws_rates, self.metrics.aws_rates.clone()),
+                            self.config.aws_timeouts,
                         )
                     })
                     .clone()
@@ -172,17 +246,35 @@ impl Context {
 
     /// Counts a failed reconcile of `key` and returns how many in a row.
     pub fn record_failure(&self, key: &str) -> u32 {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key.to_owned()).or_default();
-        *n += 1;
-        *n
+        self.failures.record(key)
     }
 
     /// Forgets the failures of `key` after a successful reconcile.
     pub fn reset_failures(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.failures.reset(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_objects_are_polled_less_often_the_longer_they_wait() {
+        let config = Config::default();
+        let secs = Duration::from_secs;
+        assert_eq!(config.pending_delay(Duration::ZERO), secs(10));
+        assert_eq!(config.pending_delay(secs(30)), secs(10));
+        assert_eq!(config.pending_delay(secs(180)), secs(30));
+        assert_eq!(config.pending_delay(secs(900)), secs(60));
+        let slow = Config {
+            pending_interval: secs(120),
+            ..Config::default()
+        };
+        assert_eq!(
+            slow.pending_delay(secs(900)),
+            secs(120),
+            "never faster than asked"
+        );
     }
 }

@@ -36,6 +36,11 @@ pub enum Error {
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
 
+    /// The reconcile ran longer than `--reconcile-timeout` and was abandoned where it stood (as
+    /// a crash would leave it); retried with backoff.
+    #[error("the reconcile did not finish within {0:?} and was abandoned; it is retried")]
+    TimedOut(Duration),
+
     /// Something the reconcile waits for (deletion blocked by attached versions, AWS still
     /// deleting); not a failure, but it must keep the finalizer and come back later.
     #[error("waiting: {message}")]
@@ -73,6 +78,7 @@ impl Error {
             },
             Error::Waiting { reason, .. } => reason,
             Error::Handler(_) => "HandlerBuildUnavailable",
+            Error::TimedOut(_) => "ReconcileTimedOut",
             Error::InvalidSpec(_) => crate::api::conditions::reason::INVALID_SPEC,
         }
     }
@@ -86,7 +92,9 @@ impl Error {
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.class(),
                 _ => ErrorClass::Retryable,
             },
-            Error::Kube { .. } | Error::Waiting { .. } => ErrorClass::Retryable,
+            Error::Kube { .. } | Error::Waiting { .. } | Error::TimedOut(_) => {
+                ErrorClass::Retryable
+            }
             Error::Handler(_) | Error::InvalidSpec(_) => ErrorClass::Terminal,
         }
     }
@@ -102,6 +110,60 @@ impl Error {
             },
             _ => None,
         }
+    }
+}
+
+/// Failed reconciles in a row, per object, for the backoff. An object that stops failing is
+/// forgotten by [`FailureCounts::reset`]; one deleted while it failed (its finalizer removed by
+/// hand, a cleanup that never succeeded before the object went) is forgotten once it has not
+/// failed for `forget_after`, longer than any retry delay: the map never grows with the objects
+/// that ever existed.
+#[derive(Debug)]
+pub struct FailureCounts {
+    counts: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+    forget_after: Duration,
+}
+
+impl FailureCounts {
+    /// Counts that forget an object once it has not failed for `forget_after`.
+    pub fn new(forget_after: Duration) -> Self {
+        Self {
+            counts: Default::default(),
+            forget_after,
+        }
+    }
+
+    /// Counts a failure of `key` and returns how many in a row.
+    pub fn record(&self, key: &str) -> u32 {
+        self.record_at(key, std::time::Instant::now())
+    }
+
+    fn record_at(&self, key: &str, now: std::time::Instant) -> u32 {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let forget_after = self.forget_after;
+        counts.retain(|_, (_, last)| now.saturating_duration_since(*last) <= forget_after);
+        let entry = counts.entry(key.to_owned()).or_insert((0, now));
+        entry.0 += 1;
+        entry.1 = now;
+        entry.0
+    }
+
+    /// Forgets `key` after a successful reconcile.
+    pub fn reset(&self, key: &str) {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// How many objects are counted.
+    pub fn len(&self) -> usize {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no object is counted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -129,6 +191,11 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// Longer than any delay this backoff asks for: how long a failure count is kept.
+    pub fn forget_after(&self) -> Duration {
+        self.max.max(self.terminal).saturating_mul(3)
+    }
+
     /// Delay before retry number `attempt` (1 for the first failure) of `error`.
     pub fn delay(&self, error: &Error, attempt: u32) -> Duration {
         if let Some(after) = error.retry_after() {
@@ -158,6 +225,33 @@ pub fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_counts_forget_objects_that_stopped_failing_or_went_away() {
+        let counts = FailureCounts::new(Duration::from_secs(60));
+        let start = std::time::Instant::now();
+        assert_eq!(counts.record_at("gone", start), 1);
+        assert_eq!(counts.record_at("gone", start), 2);
+        assert_eq!(counts.record_at("fixed", start), 1);
+        counts.reset("fixed");
+        assert_eq!(counts.len(), 1);
+        // Another object fails much later: the one deleted while failing is forgotten.
+        assert_eq!(
+            counts.record_at("other", start + Duration::from_secs(30)),
+            1
+        );
+        assert_eq!(counts.len(), 2, "still within forget_after");
+        assert_eq!(
+            counts.record_at("other", start + Duration::from_secs(61)),
+            2
+        );
+        assert_eq!(
+            counts.len(),
+            1,
+            "the deleted object's count is kept forever"
+        );
+        assert_eq!(counts.record_at("gone", start + Duration::from_secs(62)), 1);
+    }
 
     fn waiting(after: u64) -> Error {
         Error::Waiting {

@@ -1,5 +1,5 @@
-//! The operator's HTTP endpoints: `/healthz` (liveness), `/readyz` (readiness, see
-//! [`super::health`]) and `/metrics` (Prometheus, OpenMetrics text).
+//! The operator's HTTP endpoints: `/healthz` (liveness, see [`super::liveness`]), `/readyz`
+//! (readiness, see [`super::health`]) and `/metrics` (Prometheus, OpenMetrics text).
 //!
 //! Probes and metrics may listen on different addresses (the chart puts them on two ports so
 //! that a NetworkPolicy can open metrics to Prometheus alone); given one listener, a single
@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use super::health::{Readiness, Role};
+use super::liveness::Liveness;
 
 /// Content type of the OpenMetrics text exposition.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -25,40 +26,32 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// What the handlers read.
 #[derive(Clone)]
 struct AppState {
-    readiness: Readiness,
+    probes: Probes,
     registry: Arc<Registry>,
 }
 
-/// `/healthz` and `/readyz`.
-fn probes(readiness: Readiness, registry: Arc<Registry>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(AppState {
-            readiness,
-            registry,
-        })
-}
-
-/// `/metrics`.
-fn metrics(readiness: Readiness, registry: Arc<Registry>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .with_state(AppState {
-            readiness,
-            registry,
-        })
+/// What the probes read.
+#[derive(Clone, Debug)]
+pub struct Probes {
+    /// `/readyz`.
+    pub readiness: Readiness,
+    /// `/healthz`.
+    pub liveness: Liveness,
 }
 
 /// The router for one listener: probes, metrics, or both.
-pub fn router(readiness: Readiness, registry: Arc<Registry>, serves: Serves) -> Router {
+pub fn router(probes: Probes, registry: Arc<Registry>, serves: Serves) -> Router {
+    let state = AppState { probes, registry };
+    let probes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    let metrics = Router::new().route("/metrics", get(metrics_handler));
     match serves {
-        Serves::Probes => probes(readiness, registry),
-        Serves::Metrics => metrics(readiness, registry),
-        Serves::Both => {
-            probes(readiness.clone(), registry.clone()).merge(metrics(readiness, registry))
-        }
+        Serves::Probes => probes,
+        Serves::Metrics => metrics,
+        Serves::Both => probes.merge(metrics),
     }
+    .with_state(state)
 }
 
 /// Which paths a listener serves.
@@ -72,14 +65,21 @@ pub enum Serves {
     Both,
 }
 
-/// Liveness: the process answers HTTP. Leadership and cache state are deliberately not part of
-/// it — a standby, or a leader waiting for the API server, must not be restarted for that.
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Liveness: the process answers HTTP and its reconciles make progress. Leadership and cache
+/// state are deliberately not part of it — a standby, or a leader waiting for the API server,
+/// must not be restarted for that.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.probes.liveness.check() {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(stalled) => {
+            tracing::error!(%stalled, "liveness probe failed");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{stalled}\n")).into_response()
+        }
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.readiness.check() {
+    match state.probes.readiness.check() {
         Ok(Role::Leader) => (StatusCode::OK, "ok: leader, caches synced\n").into_response(),
         Ok(_) => (StatusCode::OK, "ok: standby\n").into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
@@ -137,9 +137,22 @@ mod tests {
         registry: Registry,
         serves: Serves,
     ) -> std::net::SocketAddr {
+        start_with(readiness, Liveness::default(), registry, serves).await
+    }
+
+    async fn start_with(
+        readiness: Readiness,
+        liveness: Liveness,
+        registry: Registry,
+        serves: Serves,
+    ) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = router(readiness, Arc::new(registry), serves);
+        let probes = Probes {
+            readiness,
+            liveness,
+        };
+        let app = router(probes, Arc::new(registry), serves);
         tokio::spawn(serve(listener, app, std::future::pending()));
         addr
     }
@@ -159,6 +172,26 @@ mod tests {
         readiness.set_role(Role::Leader);
         assert_eq!(get(addr, "/readyz").await.0, 503);
         assert_eq!(get(addr, "/metrics").await.0, 404, "probes only");
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_while_reconciles_hang() {
+        let liveness = Liveness::new(std::time::Duration::from_millis(50));
+        let addr = start_with(
+            Readiness::default(),
+            liveness.clone(),
+            Registry::default(),
+            Serves::Probes,
+        )
+        .await;
+        let hung = liveness.reconciling();
+        assert_eq!(get(addr, "/healthz").await.0, 200, "not stalled yet");
+        tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        let (status, _, body) = get(addr, "/healthz").await;
+        assert_eq!(status, 503);
+        assert!(body.contains("stalled: 1 reconciles in flight"), "{body}");
+        drop(hung);
+        assert_eq!(get(addr, "/healthz").await.0, 200, "progress again");
     }
 
     #[tokio::test]

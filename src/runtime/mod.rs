@@ -1,5 +1,6 @@
 //! The process around the controllers: flags ([`args`]), leader election ([`leader`]),
-//! readiness ([`health`]) and the probe and metrics endpoints ([`http`]).
+//! readiness ([`health`]), liveness ([`liveness`]) and the probe and metrics endpoints
+//! ([`http`]).
 //!
 //! [`operate`] ties them together; `lmi-operator run` calls it with the real clients and tests
 //! call it in-process against a real kube-apiserver and the AWS emulator.
@@ -8,6 +9,7 @@ pub mod args;
 pub mod health;
 pub mod http;
 pub mod leader;
+pub mod liveness;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -66,13 +68,13 @@ where
     };
     servers.push(tokio::spawn(http::serve(
         runtime.probes,
-        http::router(ctx.readiness.clone(), registry.clone(), probes_serve),
+        http::router(ctx.probes(), registry.clone(), probes_serve),
         http_stop(),
     )));
     if let Some(listener) = runtime.metrics {
         servers.push(tokio::spawn(http::serve(
             listener,
-            http::router(ctx.readiness.clone(), registry.clone(), Serves::Metrics),
+            http::router(ctx.probes(), registry.clone(), Serves::Metrics),
             http_stop(),
         )));
     }

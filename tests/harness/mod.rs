@@ -77,7 +77,7 @@ pub struct World {
     pub operator_config: kube::Config,
     /// The handler builds in the operator's `--handler-dir`.
     pub handlers: functions::Handlers,
-    operator: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
+    operator: Option<(JoinHandle<()>, oneshot::Sender<()>, Arc<Context>)>,
 }
 
 /// Fast intervals so tests converge in seconds.
@@ -88,6 +88,7 @@ pub fn fast_config(handler_dir: PathBuf) -> Config {
         namespace: chart::NAMESPACE.into(),
         resync_interval: Duration::from_secs(2),
         pending_interval: Duration::from_millis(300),
+        slowest_pending_poll: Duration::from_secs(2),
         backoff: Backoff {
             base: Duration::from_millis(100),
             max: Duration::from_secs(2),
@@ -170,23 +171,33 @@ impl World {
             Arc::new(Metrics::default()),
         ));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(lmi_operator::run::controllers(ctx, async move {
+        let task = tokio::spawn(lmi_operator::run::controllers(ctx.clone(), async move {
             let _ = stopped.await;
         }));
-        self.operator = Some((task, stop));
+        self.operator = Some((task, stop, ctx));
     }
 
-    /// Stops the operator gracefully (in-flight reconciles finish).
+    /// The running operator's context (its liveness, metrics, configuration).
+    pub fn operator_context(&self) -> Option<&Arc<Context>> {
+        self.operator.as_ref().map(|(_, _, ctx)| ctx)
+    }
+
+    /// Stops the operator gracefully (in-flight reconciles finish). A panic of the operator's
+    /// task is the test's panic.
     pub async fn stop_operator(&mut self) {
-        if let Some((task, stop)) = self.operator.take() {
+        if let Some((task, stop, _)) = self.operator.take() {
             let _ = stop.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+            match tokio::time::timeout(Duration::from_secs(30), task).await {
+                Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Ok(_) => {}
+                Err(_) => eprintln!("the operator did not stop within 30 s; left running"),
+            }
         }
     }
 
     /// Kills the operator at once, wherever it is (a crash).
     pub async fn kill_operator(&mut self) {
-        if let Some((task, _stop)) = self.operator.take() {
+        if let Some((task, _stop, _)) = self.operator.take() {
             task.abort();
             let _ = task.await;
         }

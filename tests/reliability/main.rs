@@ -9,6 +9,8 @@
 //!   restarted; the end state is the spec with nothing created twice.
 //! - [`races`]: `$LATEST` changed outside Git between the operator's read and its publish — a
 //!   race the chaos test found — is refused by Lambda, retried, and never served as the spec.
+//! - [`stall`]: an AWS endpoint that accepts connections and never answers; the operator stays
+//!   live, reports the timeouts, and converges once AWS answers again.
 //! - [`bad_input`]: specs the schema accepts but AWS cannot serve, each refused with a clear
 //!   condition, nothing created, and a bounded number of AWS calls while it waits.
 //!
@@ -24,3 +26,4 @@ mod chaos;
 mod crash;
 mod inventory;
 mod races;
+mod stall;

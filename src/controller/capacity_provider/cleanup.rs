@@ -46,7 +46,10 @@ pub async fn cleanup(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Err
     let name = aws_name(cp, ctx);
     let owner = owner(cp, ctx);
     let api: Api<CapacityProvider> = Api::all(ctx.client.clone());
-    let pending = ctx.config.pending_interval;
+    let pending = ctx.config.deleting_delay(
+        cp.metadata.deletion_timestamp.as_ref(),
+        &crate::controller::now(),
+    );
 
     if let Some(provider) = aws.lambda.get_capacity_provider(&name).await? {
         let tags = aws.lambda.list_tags(&provider.arn).await?;

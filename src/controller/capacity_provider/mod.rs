@@ -246,6 +246,9 @@ async fn run_pipeline(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Er
     }
     status.conditions = conditions.into_vec();
     report::patch(&Api::all(ctx.client.clone()), cp, &status).await?;
+    let pending = ctx
+        .config
+        .pending_delay_for(&status.conditions, &crate::controller::now());
 
     let state = world.provider.as_ref().map(|(p, _)| p.state);
     Ok(match state {
@@ -254,7 +257,7 @@ async fn run_pipeline(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Er
         }
         Some(ProviderState::Active) => Action::requeue(jitter(ctx.config.resync_interval)),
         Some(ProviderState::Failed) => Action::requeue(jitter(ctx.config.backoff.terminal)),
-        _ => Action::requeue(ctx.config.pending_interval),
+        _ => Action::requeue(pending),
     })
 }
 

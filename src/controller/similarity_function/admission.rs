@@ -1,7 +1,7 @@
 //! Admission (pure): may this function run on the capacity provider it names? The provider must
 //! exist, one of its `tenants` grants must admit the function's namespace and everything the
 //! function names (role, code, catalog, AWS name) within the grant's limits (`crate::tenancy`),
-//! and the provider must be Ready for its current generation. Nothing is created in AWS for a
+//! and the provider must exist and be Active in AWS. Nothing is created in AWS for a
 //! function that is not admitted; one refused by a grant after it ran is suspended (its versions
 //! scaled to zero) until a grant admits it again.
 
@@ -9,14 +9,13 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 
-use crate::api::capacity_provider::{Architecture, CapacityProvider};
+use crate::api::capacity_provider::{Architecture, CapacityProvider, ProviderState};
 use crate::api::conditions::{self as cond, reason};
 use crate::api::similarity_function::SimilarityFunction;
-use crate::controller::conditions::is_true_for;
 use crate::identity;
 use crate::tenancy::{self, Applicant, Sibling};
 
-/// What the function gets from an admitting, Ready provider.
+/// What the function gets from an admitting, Active provider.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Admitted {
     /// `metadata.name` of the provider.
@@ -250,13 +249,15 @@ pub fn admit(facts: &Facts<'_>) -> Result<Admitted, Refusal> {
             region: cp.spec.region.clone(),
         });
     }
+    // What the function needs of the provider is that it exists and is Active in AWS, as the
+    // provider's last reconcile found it: not that it is Ready at this moment. A routine edit
+    // of the provider (its generation not observed yet) or a passing error (throttling, a
+    // credential refresh) leaves the provider serving in AWS, and must not stop every function
+    // on it. Its architecture and region, which the function takes, are immutable.
     let status = cp.status.as_ref();
-    let ready = status.is_some_and(|s| {
-        is_true_for(&s.conditions, cond::READY, cp.metadata.generation)
-            && s.observed_generation == cp.metadata.generation
-    });
+    let active = status.is_some_and(|s| s.state == Some(ProviderState::Active));
     match status.and_then(|s| s.arn.clone()) {
-        Some(arn) if ready => Ok(Admitted {
+        Some(arn) if active => Ok(Admitted {
             provider: cp.name_any(),
             provider_arn: arn,
             architecture: cp.spec.instances.architecture,
@@ -271,8 +272,8 @@ pub fn admit(facts: &Facts<'_>) -> Result<Admitted, Refusal> {
             Err(Refusal {
                 reason: reason::PROVIDER_NOT_READY,
                 message: format!(
-                    "CapacityProvider {provider_name} is not Ready yet{why}; the function is \
-                     created once it is"
+                    "CapacityProvider {provider_name} is not Active in AWS yet{why}; the \
+                     function is created once it is"
                 ),
                 suspend: false,
                 region: cp.spec.region.clone(),
@@ -335,6 +336,7 @@ mod tests {
             self.cp.status = Some(CapacityProviderStatus {
                 observed_generation: Some(2),
                 arn: Some("arn:aws:lambda:us-east-1:123456789012:capacity-provider:g".into()),
+                state: Some(ProviderState::Active),
                 conditions: vec![condition("True", "Available", 2)],
                 ..Default::default()
             });
@@ -466,26 +468,46 @@ mod tests {
     }
 
     #[test]
-    fn a_provider_not_ready_for_its_generation_is_refused_with_its_reason() {
+    fn a_provider_not_active_in_aws_is_refused_with_its_reason() {
         let f = Fixture::provider().granting(vec![grant("search", &["search"])]);
         let r = f.admit().unwrap_err();
         assert_eq!(r.reason, "ProviderNotReady");
         assert!(!r.suspend);
 
-        let mut stale = Fixture::provider()
-            .ready()
-            .granting(vec![grant("search", &["search"])]);
-        stale.cp.metadata.generation = Some(3);
-        assert_eq!(stale.admit().unwrap_err().reason, "ProviderNotReady");
-
-        let mut pending = Fixture::provider()
-            .ready()
-            .granting(vec![grant("search", &["search"])]);
-        if let Some(s) = pending.cp.status.as_mut() {
-            s.conditions = vec![condition("False", "Provisioning", 2)];
+        for state in [
+            ProviderState::Pending,
+            ProviderState::Failed,
+            ProviderState::Deleting,
+        ] {
+            let mut f = Fixture::provider()
+                .ready()
+                .granting(vec![grant("search", &["search"])]);
+            if let Some(s) = f.cp.status.as_mut() {
+                s.state = Some(state);
+                s.conditions = vec![condition("False", "Provisioning", 2)];
+            }
+            let r = f.admit().unwrap_err();
+            assert_eq!(r.reason, "ProviderNotReady", "{state:?}");
+            assert!(r.message.contains("Provisioning"), "{}", r.message);
         }
-        let r = pending.admit().unwrap_err();
-        assert!(r.message.contains("Provisioning"), "{}", r.message);
+    }
+
+    #[test]
+    fn an_active_provider_admits_while_an_edit_or_a_passing_error_makes_it_not_ready() {
+        // An edit not observed yet.
+        let mut edited = Fixture::provider()
+            .ready()
+            .granting(vec![grant("search", &["search"])]);
+        edited.cp.metadata.generation = Some(3);
+        assert!(edited.admit().is_ok());
+        // Ready=False for an error of the moment (the provider stays Active in AWS).
+        let mut blip = Fixture::provider()
+            .ready()
+            .granting(vec![grant("search", &["search"])]);
+        if let Some(s) = blip.cp.status.as_mut() {
+            s.conditions = vec![condition("False", "AccessDenied", 2)];
+        }
+        assert!(blip.admit().is_ok());
     }
 
     #[test]

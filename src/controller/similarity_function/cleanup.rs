@@ -29,17 +29,21 @@ pub async fn cleanup(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, E
         .await;
         return Ok(Action::await_change());
     }
-    // The function lives in its provider's region, recorded in its ARN; the provider itself
-    // may already be gone.
-    let region = sf
-        .status
-        .as_ref()
+    // The function lives in its provider's region, recorded in its ARN, or — when the
+    // operator stopped between creating it and reporting it — in its provider's ARN, recorded
+    // before the create; the provider itself may already be gone.
+    let status = sf.status.as_ref();
+    let region = status
         .and_then(|s| s.function_arn.as_deref())
+        .or_else(|| status.and_then(|s| s.capacity_provider_arn.as_deref()))
         .and_then(region_of)
         .map(str::to_owned);
     let aws = ctx.aws_for(region.as_deref());
     let name = aws_name(sf, ctx);
-    let pending = ctx.config.pending_interval;
+    let pending = ctx.config.deleting_delay(
+        sf.metadata.deletion_timestamp.as_ref(),
+        &crate::controller::now(),
+    );
 
     let Some((function, tags)) = aws.lambda.get_function(&name).await? else {
         return Ok(Action::await_change());

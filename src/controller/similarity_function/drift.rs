@@ -21,13 +21,34 @@ fn text<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| ABSENT.into())
 }
 
+/// What status shows of an observed value that is not the tenant's to read: an environment
+/// variable set outside Git may hold a secret, and a role or provider ARN set outside Git may
+/// name another team's (or account's) resources. The status is readable by everyone who can
+/// read the function; the value itself goes to the operator's log only.
+const ANOTHER_VALUE: &str = "<another value, not shown>";
+
+fn withheld<T: ToString>(field: &str, v: Option<T>) -> String {
+    match v {
+        Some(v) => {
+            tracing::info!(field, observed = %v.to_string(), "drift value withheld from status");
+            ANOTHER_VALUE.into()
+        }
+        None => ABSENT.into(),
+    }
+}
+
 /// Differences in the configuration that goes into a published version (everything but the
 /// code and the description), named by the spec field a user would change.
 pub fn version_config(desired: &FunctionConfig, observed: &FunctionConfig) -> Vec<DriftEntry> {
     let mut out = Vec::new();
     let mut cmp = |field: &str, d: Option<String>, o: Option<String>, correctable: bool| {
         if d.is_some() && d != o {
-            out.push(entry(field, text(d), text(o), correctable));
+            let observed = if matches!(field, "roleArn" | "capacityProviderRef") {
+                withheld(field, o)
+            } else {
+                text(o)
+            };
+            out.push(entry(field, text(d), observed, correctable));
         }
     };
     cmp(
@@ -102,12 +123,9 @@ pub fn environment(
         .into_iter()
         .filter(|n| desired.get(*n) != observed.get(*n))
         .map(|n| {
-            entry(
-                &format!("environment.{n}"),
-                text(desired.get(n)),
-                text(observed.get(n)),
-                true,
-            )
+            let field = format!("environment.{n}");
+            let observed = withheld(&field, observed.get(n));
+            entry(&field, text(desired.get(n)), observed, true)
         })
         .collect()
 }
@@ -277,6 +295,10 @@ mod tests {
         assert_eq!(d[1].desired, "4096");
         assert_eq!(d[1].observed, "2048");
         assert_eq!(d[2].desired, "<absent>");
+        // Values set outside Git are not copied into status (they may be secrets).
+        assert_eq!(d[2].observed, ANOTHER_VALUE);
+        assert_eq!(d[3].desired, "100");
+        assert_eq!(d[3].observed, ANOTHER_VALUE);
         assert!(d.iter().all(|e| e.correctable));
     }
 
@@ -292,6 +314,10 @@ mod tests {
         let d = version_config(&config(), &observed);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].field, "capacityProviderRef");
+        assert_eq!(
+            d[0].observed, ANOTHER_VALUE,
+            "another team's provider is not named"
+        );
         assert!(d[0].correctable);
     }
 

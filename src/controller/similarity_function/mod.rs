@@ -35,6 +35,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, Resource, ResourceExt};
@@ -217,6 +219,9 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
                 break;
             }
             Next::Do(step) => {
+                if step == Step::Create {
+                    record_target(sf, ctx, &desired.name, &admitted.provider_arn).await?;
+                }
                 match apply::run(&aws, &step, &desired, &code, &mut world).await {
                     Ok(change) => changes.push(change),
                     // The provider is full: the plan makes room (old versions first) and
@@ -252,11 +257,14 @@ async fn run_pipeline(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, 
         applied: applied || !spec_changed,
     };
     let (status, conditions) = report::status(sf, &outcome, crate::controller::now());
-    publish(sf, ctx, &changes, "Apply", status, conditions).await?;
+    let written = publish(sf, ctx, &changes, "Apply", status, conditions).await?;
 
     Ok(match standing {
         Standing::Ready => Action::requeue(jitter(ctx.config.resync_interval)),
-        Standing::Waiting(_) => Action::requeue(ctx.config.pending_interval),
+        Standing::Waiting(_) => Action::requeue(
+            ctx.config
+                .pending_delay_for(&written, &crate::controller::now()),
+        ),
         Standing::Stuck { reason, .. } if reason == reason::DRIFT_DETECTED => {
             Action::requeue(jitter(ctx.config.resync_interval))
         }
@@ -304,7 +312,7 @@ async fn publish(
     action: &str,
     mut status: SimilarityFunctionStatus,
     conditions: Conditions,
-) -> Result<(), Error> {
+) -> Result<Vec<Condition>, Error> {
     let object = sf.object_ref(&());
     let warning = action == "Suspend";
     for change in changes {
@@ -319,7 +327,8 @@ async fn publish(
     }
     publish_condition_events(sf, ctx, &conditions).await;
     status.conditions = conditions.into_vec();
-    report::patch(&api(sf, ctx), sf, &status).await
+    report::patch(&api(sf, ctx), sf, &status).await?;
+    Ok(status.conditions)
 }
 
 /// The desired state, and the code source apply sends.
@@ -419,6 +428,39 @@ async fn publish_condition_events(sf: &SimilarityFunction, ctx: &Context, c: &Co
 /// handler build missing for the provider's architecture, a parameter Lambda refuses) also
 /// makes `Ready=False` with that reason, since the function cannot serve the spec until someone
 /// acts. Best effort — the error itself goes to the error policy either way (slow retry).
+/// Records where the function is about to be created (its AWS name, and its provider's ARN,
+/// which names the region) before CreateFunction: a crash after the create but before the
+/// status report must not leave a function the cleanup cannot find (it looks in the region of
+/// the recorded ARNs).
+async fn record_target(
+    sf: &SimilarityFunction,
+    ctx: &Context,
+    name: &str,
+    provider_arn: &str,
+) -> Result<(), Error> {
+    let status = sf.status.as_ref();
+    if status.and_then(|s| s.aws_name.as_deref()) == Some(name)
+        && status.and_then(|s| s.capacity_provider_arn.as_deref()) == Some(provider_arn)
+    {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "status": {"awsName": name, "capacityProviderArn": provider_arn}
+    });
+    api(sf, ctx)
+        .patch_status(
+            &sf.name_any(),
+            &PatchParams {
+                field_manager: Some(crate::controller::context::FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(Error::kube("RecordTarget"))?;
+    Ok(())
+}
+
 async fn report_failure(sf: &SimilarityFunction, ctx: &Context, error: &Error) {
     let mut status = sf.status.clone().unwrap_or_default();
     let generation = sf.metadata.generation.unwrap_or_default();

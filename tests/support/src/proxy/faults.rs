@@ -19,6 +19,9 @@ pub enum Fault {
     Unavailable,
     /// The TCP connection is reset (RST) before any response.
     ConnectionReset,
+    /// The request is read and never answered, nor forwarded: the connection stays open until
+    /// the client gives up (a stalled AWS endpoint).
+    Stall,
 }
 
 /// How often each fault hits, with a seed so a run can be repeated. Shares are fractions of
@@ -107,8 +110,8 @@ impl FaultPlan {
     }
 }
 
-/// The error response for `fault` (not [`Fault::ConnectionReset`], which has none) in the
-/// format of `service`.
+/// The error response for `fault` (not [`Fault::ConnectionReset`] nor [`Fault::Stall`], which
+/// have none) in the format of `service`.
 pub(crate) fn error_response(service: &str, fault: Fault) -> Response<Full<Bytes>> {
     match service {
         "lambda" => lambda_error(fault),
@@ -124,7 +127,7 @@ fn lambda_error(fault: Fault) -> Response<Full<Bytes>> {
             "TooManyRequestsException",
             r#"{"Type":"User","message":"Rate exceeded","Reason":"CallerRateLimitExceeded"}"#,
         ),
-        Fault::InternalError | Fault::ConnectionReset => (
+        Fault::InternalError | Fault::ConnectionReset | Fault::Stall => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "ServiceException",
             r#"{"Type":"Service","Message":"An internal error occurred (injected)"}"#,
@@ -150,7 +153,7 @@ fn ec2_error(fault: Fault) -> Response<Full<Bytes>> {
             "RequestLimitExceeded",
             "Request limit exceeded.",
         ),
-        Fault::InternalError | Fault::ConnectionReset => (
+        Fault::InternalError | Fault::ConnectionReset | Fault::Stall => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",
             "An internal error has occurred (injected).",
@@ -172,7 +175,7 @@ fn ec2_error(fault: Fault) -> Response<Full<Bytes>> {
 fn query_error(fault: Fault) -> Response<Full<Bytes>> {
     let (status, kind, code) = match fault {
         Fault::Throttle => (StatusCode::BAD_REQUEST, "Sender", "Throttling"),
-        Fault::InternalError | Fault::ConnectionReset => (
+        Fault::InternalError | Fault::ConnectionReset | Fault::Stall => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "Receiver",
             "InternalFailure",

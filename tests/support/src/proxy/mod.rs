@@ -312,6 +312,14 @@ async fn handle(
             reset.store(true, Ordering::SeqCst);
             return Err(ResetConnection);
         }
+        Some(Fault::Stall) => {
+            shared
+                .inner()
+                .log
+                .push(record(Outcome::Injected(Fault::Stall)));
+            // Dropped with the connection when the client gives up.
+            return std::future::pending().await;
+        }
         Some(fault) => (
             Outcome::Injected(fault),
             faults::error_response(&service, fault),

@@ -150,6 +150,35 @@ async fn ec2_request_limit_exceeded_and_resets_are_retried() {
 }
 
 #[tokio::test]
+async fn a_stalled_request_is_never_answered_and_the_attempt_timeout_retries_it() {
+    let setup = Setup::new().await;
+    let config = aws_sdk_lambda::config::Builder::from(&setup.proxy.sdk_config())
+        .retry_config(quick_retries())
+        .timeout_config(
+            aws_sdk_lambda::config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_millis(500))
+                .build(),
+        )
+        .build();
+    let lambda = aws_sdk_lambda::Client::from_conf(config);
+    setup
+        .proxy
+        .fail_next(Some("ListCapacityProviders"), [Fault::Stall]);
+    lambda
+        .list_capacity_providers()
+        .send()
+        .await
+        .expect("the second attempt gets through");
+    assert_eq!(
+        attempts_and_outcomes(&setup.proxy.log(), "ListCapacityProviders"),
+        [
+            (Some(1), Outcome::Injected(Fault::Stall)),
+            (Some(2), Outcome::Forwarded(200)),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn the_sdk_gives_up_after_its_attempts_and_surfaces_the_last_error() {
     let setup = Setup::new().await;
     let lambda = setup.lambda(quick_retries());

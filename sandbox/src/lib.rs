@@ -30,7 +30,8 @@ pub fn spawn_operator(
     Command::new(operator)
         .args(["run", "--cluster-name", "sandbox", "--log-format", "text"])
         // Probes and metrics on one free loopback port: several sandboxes (or a sandbox and
-        // the tests) may run on one machine. One process: no leader election (the default).
+        // the tests) may run on one machine. One process: no leader election.
+        .arg("--leader-election=false")
         .args([
             "--health-addr",
             "127.0.0.1:0",

@@ -681,7 +681,10 @@ mod tests {
             .destination_cidr_block("10.0.0.0/16")
             .gateway_id("local")
             .build();
-        assert_eq!(default_route(&[local.clone()]), DefaultRoute::None);
+        assert_eq!(
+            default_route(std::slice::from_ref(&local)),
+            DefaultRoute::None
+        );
         assert_eq!(
             default_route(&[local.clone(), v4(None, Some("nat-1"))]),
             DefaultRoute::NatGateway

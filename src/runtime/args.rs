@@ -10,12 +10,13 @@ use std::time::Duration;
 #[command(next_help_heading = "Runtime")]
 pub struct RuntimeArgs {
     /// Run the controllers only while holding a Lease (in the Lease namespace, which must
-    /// exist), so that several replicas can run with one active at a time. The Helm chart turns
-    /// it on; off suits a single process run by hand (the local sandbox).
+    /// exist), so that several replicas — or the old and the new pod of a rolling update — never
+    /// reconcile at once. On by default; off suits a single process run by hand (the local
+    /// sandbox), and a Deployment without it must use the `Recreate` strategy (the chart does).
     #[arg(
         long,
         env = "LMI_LEADER_ELECTION",
-        default_value_t = false,
+        default_value_t = true,
         action = clap::ArgAction::Set,
         value_name = "BOOL"
     )]

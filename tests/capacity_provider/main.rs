@@ -483,7 +483,7 @@ async fn out_of_band_changes_are_corrected_or_only_reported_by_policy() {
         ("64", "999")
     );
     // Several resyncs later, Report has still not touched AWS.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    world.quiet_window(Duration::from_secs(5)).await;
     assert_eq!(aws_max_vcpu(&world, "reported").await, Some(999));
     // The corrected one settles back to in sync.
     world

@@ -228,6 +228,16 @@ fn leader_election_off_renders_no_lease_role() {
         "replicaCount=1",
     ]);
     assert!(!helm::kinds(&objects).contains(&"Role".to_owned()));
+    // Without a lease, the old pod must stop before the new one starts.
+    let strategy = |objects: &[serde_json::Value]| {
+        helm::find(objects, "Deployment", None)["spec"]["strategy"]["type"].clone()
+    };
+    assert_eq!(strategy(&objects), "Recreate");
+    assert_eq!(
+        strategy(&helm::render(&["--set", "clusterName=t"])),
+        serde_json::Value::Null,
+        "with leader election the default rolling update is safe"
+    );
     let pod = pod(&[
         "--set",
         "clusterName=t",

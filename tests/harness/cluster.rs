@@ -166,6 +166,11 @@ impl Cluster {
             .expect("restart the API server proxy");
     }
 
+    /// How many of the operator's requests were answered with an injected fault so far.
+    pub fn faults_fired(&self) -> usize {
+        self.proxy.fired()
+    }
+
     /// No more faults.
     pub fn clear_faults(&self) {
         self.proxy.clear_faults();

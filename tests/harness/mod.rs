@@ -362,6 +362,20 @@ impl World {
         );
     }
 
+    /// Lets the running operator work for `window` and returns the AWS calls it made meanwhile
+    /// (`operation` names, in order). A window in which "nothing happened" proves nothing if the
+    /// operator was not running: this fails unless it read AWS during the window (a resync).
+    pub async fn quiet_window(&self, window: Duration) -> Vec<lmi_test_support::OperationRecord> {
+        let start = self.proxy.log().len();
+        tokio::time::sleep(window).await;
+        let calls = self.proxy.log().split_off(start);
+        assert!(
+            calls.iter().any(|r| r.is_read_only()),
+            "the operator read nothing from AWS in {window:?}: was it running at all?"
+        );
+        calls
+    }
+
     /// Calls the operator made, as `operation` names, optionally only mutating ones.
     pub fn operator_calls(&self, mutating_only: bool) -> Vec<String> {
         self.proxy

@@ -6,7 +6,8 @@
 //! security group per role and one endpoint per service.
 //!
 //! And crashes at chosen points: between creating the telemetry endpoints' security group and
-//! opening it to the VPC, and between creating the first telemetry endpoint and the others.
+//! opening it to the VPC, between creating the first telemetry endpoint and the others, and
+//! between creating a function (in another region) and reporting it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -22,7 +23,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::harness::functions::{TEAM, is_ready};
+use crate::harness::functions::{PROVIDER, TEAM, is_ready};
 use crate::harness::{CLUSTER, World, eventually, has_condition, provider_conditions};
 use crate::inventory::{Inventory, duplicate_configs, published, succeeded};
 
@@ -45,6 +46,8 @@ impl Operator {
         let err = out.try_clone().expect("operator log");
         let child = Command::new(env!("CARGO_BIN_EXE_lmi-operator"))
             .args(["run", "--cluster-name", CLUSTER, "--log-format", "text"])
+            // One process at a time: a restarted one would wait out the dead one's lease.
+            .arg("--leader-election=false")
             .args(["--namespace", world.config.namespace.as_str()])
             .args(["--installation-id", world.config.installation_id.as_str()])
             .args(["--resync-interval", "2s", "--pending-interval", "300ms"])
@@ -447,6 +450,90 @@ async fn a_crash_between_the_first_and_the_other_endpoints_is_completed() {
         succeeded(&world.proxy.log(), "CreateVpcEndpoint"),
         3,
         "an endpoint created twice"
+    );
+    world.stop_operator().await;
+}
+
+/// A crash after CreateFunction, before the function's ARN reached its status, on a provider in
+/// another region than the operator's: the object is then deleted, and the next operator finds
+/// the function where it was created (the provider's ARN, recorded before the create, names
+/// the region) and deletes it instead of leaving it behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_created_but_never_reported_is_still_deleted_with_its_object() {
+    const WEST: &str = "us-west-2";
+    let mut world = World::start().await;
+    world.create_namespace(TEAM, &[]).await;
+    let west = lmi_test_support::sdk_config(world.aws.endpoint())
+        .to_builder()
+        .region(aws_config::Region::from_static(WEST))
+        .build();
+    let net = Network::builder()
+        .private_subnet("us-west-2a")
+        .private_subnet("us-west-2b")
+        .build(&aws_sdk_ec2::Client::new(&west))
+        .await
+        .expect("a network in us-west-2");
+    let west_lambda = aws_sdk_lambda::Client::new(&west);
+    let mut provider = crate::harness::provider_manifest(
+        PROVIDER,
+        &net.private_subnet_ids(),
+        std::slice::from_ref(&net.security_group_id),
+        &world.role_arn,
+    );
+    provider["spec"]["region"] = WEST.into();
+    world.start_operator();
+    world.apply_provider(provider).await;
+    world
+        .wait_provider(PROVIDER, "Ready", |cp| {
+            has_condition(provider_conditions(cp), "Ready", "True", None)
+        })
+        .await;
+
+    // The function is created; everything after it fails, and the operator dies.
+    world.proxy.fail_next(
+        Some("PublishVersion"),
+        (0..10_000).map(|_| Fault::InternalError),
+    );
+    world.apply_function(&world.function(TEAM, "fn")).await;
+    let created = eventually(Duration::from_secs(30), || async {
+        succeeded(&world.proxy.log(), "CreateFunction") == 1
+    })
+    .await;
+    assert!(created, "the function was never created");
+    world.kill_operator().await;
+    let aws_name = world.function_aws_name(TEAM, "fn");
+    let exists = |name: String| {
+        let lambda = west_lambda.clone();
+        async move {
+            lambda
+                .get_function()
+                .function_name(name)
+                .send()
+                .await
+                .is_ok()
+        }
+    };
+    assert!(exists(aws_name.clone()).await, "created in {WEST}");
+    let status = world
+        .functions(TEAM)
+        .get("fn")
+        .await
+        .expect("the function object")
+        .status
+        .unwrap_or_default();
+    assert_eq!(
+        status.function_arn, None,
+        "the crash must come before the report"
+    );
+
+    // Deleted while no operator runs; the next one cleans up.
+    world.delete_function(TEAM, "fn").await;
+    world.proxy.clear_faults();
+    world.start_operator();
+    world.wait_function_gone(TEAM, "fn").await;
+    assert!(
+        !exists(aws_name.clone()).await,
+        "{aws_name} was left behind in {WEST}"
     );
     world.stop_operator().await;
 }

@@ -171,7 +171,7 @@ async fn a_namespace_the_provider_does_not_admit_is_refused_and_nothing_is_creat
         message.contains(OTHER) && message.contains("spec.tenants"),
         "{message}"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    world.quiet_window(Duration::from_secs(3)).await;
     assert!(world.aws_function_names().await.is_empty());
     assert_eq!(world.lambda_calls("CreateFunction"), 0);
     assert_eq!(
@@ -350,7 +350,7 @@ async fn under_report_drift_is_only_reported() {
         .expect("max drift");
     assert_eq!((max.desired.as_str(), max.observed.as_str()), ("4", "40"));
     // Several resyncs later AWS is still as it was changed.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    world.quiet_window(Duration::from_secs(5)).await;
     assert!(
         world.operator_calls(true).is_empty(),
         "{:?}",
@@ -713,7 +713,7 @@ async fn a_provider_architecture_without_a_handler_build_gets_a_clear_condition(
         message.contains("bootstrap-x86_64.zip") && message.contains("--handler-dir"),
         "{message}"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    world.quiet_window(Duration::from_secs(3)).await;
     assert!(world.aws_function_names().await.is_empty());
     assert_eq!(
         world.lambda_calls("GetFunction") + world.lambda_calls("CreateFunction"),

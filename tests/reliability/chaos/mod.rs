@@ -179,6 +179,31 @@ async fn two_hundred_random_operations_under_faults_converge_and_leave_nothing_b
         succeeded(&log, "PublishVersion")
     );
 
+    // The run exercised what it claims: AWS faults answered a share of the calls near the
+    // plan's 15%, the API server's injected errors fired, and out-of-band changes landed.
+    chaos.check(
+        injected * 20 >= log.len() && injected > 0,
+        format!(
+            "only {injected} of {} AWS calls got an injected fault",
+            log.len()
+        ),
+    );
+    let api_faults = chaos.world.api.faults_fired();
+    let api_ops = chaos
+        .done
+        .iter()
+        .filter(|l| l.starts_with("API server: 409") || l.starts_with("API server: 500"))
+        .count();
+    chaos.check(
+        api_ops == 0 || api_faults > 0,
+        format!("{api_ops} API server fault operations, none fired"),
+    );
+    chaos.check(
+        tampered < 3 || tampered_ok > 0,
+        format!("none of {tampered} out-of-band changes hit an existing resource"),
+    );
+    eprintln!("{api_faults} API server requests answered with an injected fault");
+
     // Faults off: everything converges to its spec.
     chaos.world.proxy.clear_faults();
     chaos.world.api.clear_faults();
@@ -192,7 +217,10 @@ async fn two_hundred_random_operations_under_faults_converge_and_leave_nothing_b
     // A converged world needs no change: a few resyncs make no mutating call.
     tokio::time::sleep(Duration::from_secs(1)).await;
     chaos.world.proxy.clear_log();
-    tokio::time::sleep(chaos.world.config.resync_interval * 2 + Duration::from_secs(1)).await;
+    chaos
+        .world
+        .quiet_window(chaos.world.config.resync_interval * 2 + Duration::from_secs(1))
+        .await;
     let mutating = chaos.world.operator_calls(true);
     chaos.check(
         mutating.is_empty(),

@@ -83,6 +83,8 @@ impl ApiFault {
 struct State {
     faults: Vec<ApiFault>,
     latency: Duration,
+    /// Requests answered with an injected fault so far.
+    fired: usize,
 }
 
 struct Shared {
@@ -166,9 +168,16 @@ impl KubeProxy {
         self.shared.state().latency = latency;
     }
 
-    /// No more faults and no latency.
+    /// No more faults and no latency (the count of fired faults is kept).
     pub fn clear_faults(&self) {
-        *self.shared.state() = State::default();
+        let mut state = self.shared.state();
+        state.faults.clear();
+        state.latency = Duration::ZERO;
+    }
+
+    /// How many requests were answered with an injected fault so far.
+    pub fn fired(&self) -> usize {
+        self.shared.state().fired
     }
 
     /// Ends every open watch (as an API server restart or a load balancer would); clients
@@ -252,6 +261,7 @@ async fn handle(
                 f.status
             });
         state.faults.retain(|f| f.times > 0);
+        state.fired += usize::from(fault.is_some());
         (latency, fault)
     };
     if !latency.is_zero() {

@@ -22,6 +22,9 @@ pub enum Fault {
     /// The request is read and never answered, nor forwarded: the connection stays open until
     /// the client gives up (a stalled AWS endpoint).
     Stall,
+    /// The caller's credentials expired (HTTP 403): Lambda `ExpiredTokenException`, EC2
+    /// `RequestExpired`, other query services `ExpiredToken`.
+    ExpiredToken,
 }
 
 /// How often each fault hits, with a seed so a run can be repeated. Shares are fractions of
@@ -137,6 +140,11 @@ fn lambda_error(fault: Fault) -> Response<Full<Bytes>> {
             "ServiceUnavailableException",
             r#"{"Type":"Service","message":"Service unavailable (injected)"}"#,
         ),
+        Fault::ExpiredToken => (
+            StatusCode::FORBIDDEN,
+            "ExpiredTokenException",
+            r#"{"message":"The security token included in the request is expired (injected)"}"#,
+        ),
     };
     respond(
         status,
@@ -163,6 +171,11 @@ fn ec2_error(fault: Fault) -> Response<Full<Bytes>> {
             "Unavailable",
             "The server is overloaded and can't handle the request (injected).",
         ),
+        Fault::ExpiredToken => (
+            StatusCode::FORBIDDEN,
+            "RequestExpired",
+            "Request has expired (injected).",
+        ),
     };
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
@@ -185,6 +198,7 @@ fn query_error(fault: Fault) -> Response<Full<Bytes>> {
             "Receiver",
             "ServiceUnavailable",
         ),
+        Fault::ExpiredToken => (StatusCode::FORBIDDEN, "Sender", "ExpiredToken"),
     };
     let body = format!(
         "<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code>\

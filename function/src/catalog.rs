@@ -5,6 +5,8 @@
 //! scans one contiguous block. Rows are padded to a multiple of 16 floats (64 bytes) so every
 //! row starts on a cache line; the padding is zero.
 
+#![forbid(unsafe_code)] // only `kernels` may opt in to unsafe (see Cargo.toml)
+
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;

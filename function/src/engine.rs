@@ -6,8 +6,10 @@
 //! light load a query runs alone at once; under heavy load the batches grow, each row read from
 //! memory serves many queries, and throughput rises with concurrency.
 
+#![forbid(unsafe_code)] // only `kernels` may opt in to unsafe (see Cargo.toml)
+
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -116,6 +118,8 @@ struct Core {
     wake: Condvar,
     queries: AtomicU64,
     batches: AtomicU64,
+    /// Set by [`Engine::panic_in_next_pass`].
+    panic_next: AtomicBool,
 }
 
 struct Queue {
@@ -125,8 +129,10 @@ struct Queue {
 
 struct Job {
     query: Resolved,
-    reply: oneshot::Sender<(Vec<Hit>, PassInfo)>,
+    reply: oneshot::Sender<Result<(Vec<Hit>, PassInfo), QueryError>>,
     queued: Instant,
+    /// When the caller stops waiting: a job still queued then is dropped, not scanned.
+    deadline: Option<Instant>,
 }
 
 /// Owns the worker: dropping the last engine handle stops and joins it.
@@ -193,6 +199,7 @@ impl Engine {
             wake: Condvar::new(),
             queries: AtomicU64::new(0),
             batches: AtomicU64::new(0),
+            panic_next: AtomicBool::new(false),
         });
         let worker_core = Arc::clone(&core);
         let worker = std::thread::Builder::new()
@@ -267,6 +274,19 @@ impl Engine {
     /// [`Engine::search`], also saying how the query was answered: the size of the batch it
     /// shared a pass with, how long it waited and how long the pass took (for metrics).
     pub async fn search_with_pass(&self, query: Query) -> Result<(Vec<Hit>, PassInfo), QueryError> {
+        self.search_before(query, None).await
+    }
+
+    /// [`Engine::search_with_pass`] for a caller that stops waiting at `deadline` (a Lambda
+    /// invocation's deadline, less a margin): if the query is still queued then, it fails with
+    /// [`QueryError::DeadlineExceeded`] without costing a scan, so a backlog of queries nobody
+    /// waits for any more does not delay the ones still wanted. A query already in a pass when
+    /// its deadline passes is answered.
+    pub async fn search_before(
+        &self,
+        query: Query,
+        deadline: Option<Instant>,
+    ) -> Result<(Vec<Hit>, PassInfo), QueryError> {
         let core = &self.handle.core;
         let resolved = core.resolve(&query)?;
         let (reply, answer) = oneshot::channel();
@@ -279,10 +299,18 @@ impl Engine {
                 query: resolved,
                 reply,
                 queued: Instant::now(),
+                deadline,
             });
         }
         core.wake.notify_one();
-        answer.await.map_err(|_| QueryError::EngineStopped)
+        answer.await.unwrap_or(Err(QueryError::EngineStopped))
+    }
+
+    /// Makes the coalescing worker panic in its next pass (tests of the engine's and the
+    /// handler's panic handling; not for production use).
+    #[doc(hidden)]
+    pub fn panic_in_next_pass(&self) {
+        self.handle.core.panic_next.store(true, Ordering::SeqCst);
     }
 }
 
@@ -332,6 +360,12 @@ impl Core {
     }
 
     /// The coalescing loop: wait for work, take a batch, answer it, repeat.
+    ///
+    /// A panic in a pass (a bug: nothing a query or catalog holds should cause one) fails that
+    /// batch and every queued query with [`QueryError::SearchFailed`] and stops the engine:
+    /// later searches fail at once with [`QueryError::EngineStopped`] instead of waiting
+    /// forever on a worker that is gone. (The handler then exits so that Lambda replaces the
+    /// execution environment.)
     fn work(&self) {
         let mut last = (0usize, Duration::ZERO);
         loop {
@@ -339,14 +373,31 @@ impl Core {
                 Some(jobs) => jobs,
                 None => return,
             };
-            // Callers that gave up (dropped their future) need no answer.
+            // Callers that gave up (dropped their future) need no answer; callers whose
+            // deadline passed while queued get their error without a scan.
+            let now = Instant::now();
             jobs.retain(|j| !j.reply.is_closed());
+            let (jobs, expired): (Vec<Job>, Vec<Job>) = jobs
+                .into_iter()
+                .partition(|j| j.deadline.is_none_or(|d| d > now));
+            for job in expired {
+                let _ = job.reply.send(Err(QueryError::DeadlineExceeded));
+            }
             if jobs.is_empty() {
                 continue;
             }
             let batch: Vec<&Resolved> = jobs.iter().map(|j| &j.query).collect();
             let started = Instant::now();
-            let answers = self.run(&batch);
+            let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if self.panic_next.swap(false, Ordering::SeqCst) {
+                    panic!("injected panic in a search pass (Engine::panic_in_next_pass)");
+                }
+                self.run(&batch)
+            }));
+            let Ok(answers) = answers else {
+                self.fail_all(jobs);
+                return;
+            };
             let pass = started.elapsed();
             last = (jobs.len(), pass);
             self.queries.fetch_add(jobs.len() as u64, Ordering::Relaxed);
@@ -358,8 +409,20 @@ impl Core {
                     queued: started.saturating_duration_since(job.queued),
                     pass,
                 };
-                let _ = job.reply.send((hits, info));
+                let _ = job.reply.send(Ok((hits, info)));
             }
+        }
+    }
+
+    /// After a panic in a pass: stop taking queries, fail the batch and everything queued.
+    fn fail_all(&self, batch: Vec<Job>) {
+        let queued: Vec<Job> = {
+            let mut q = lock(&self.queue);
+            q.stop = true;
+            q.jobs.drain(..).collect()
+        };
+        for job in batch.into_iter().chain(queued) {
+            let _ = job.reply.send(Err(QueryError::SearchFailed));
         }
     }
 

@@ -3,6 +3,8 @@
 //! Each error has a bounded [`reason`](LoadError::reason) for metric labels and log fields;
 //! messages are lowercase, name the column or row at fault, and keep the source error.
 
+#![forbid(unsafe_code)] // only `kernels` may opt in to unsafe (see Cargo.toml)
+
 use parquet::errors::ParquetError;
 
 /// Why a catalog could not be loaded. Row numbers count from 0 in file order.
@@ -154,9 +156,16 @@ pub enum QueryError {
     /// `min_score` is NaN.
     #[error("min_score is not a number")]
     MinScore,
-    /// The engine's background worker is gone (the engine is shutting down).
+    /// The engine's background worker is gone (the engine is shutting down, or stopped after
+    /// a failed pass).
     #[error("search engine stopped")]
     EngineStopped,
+    /// The pass answering this query failed (a panic in the scan); the engine has stopped.
+    #[error("the search pass failed; the engine has stopped")]
+    SearchFailed,
+    /// The caller's deadline passed while the query waited for a pass.
+    #[error("the query's deadline passed before a pass could take it")]
+    DeadlineExceeded,
 }
 
 impl QueryError {
@@ -170,11 +179,16 @@ impl QueryError {
             Self::TopK { .. } => "TopK",
             Self::MinScore => "MinScore",
             Self::EngineStopped => "EngineStopped",
+            Self::SearchFailed => "SearchFailed",
+            Self::DeadlineExceeded => "DeadlineExceeded",
         }
     }
 
     /// Whether the caller's input is at fault (a 4xx rather than a 5xx).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, Self::EngineStopped)
+        !matches!(
+            self,
+            Self::EngineStopped | Self::SearchFailed | Self::DeadlineExceeded
+        )
     }
 }

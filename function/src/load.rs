@@ -9,6 +9,8 @@
 //! No full copy of the vectors exists besides the matrix: each thread of pass 2 holds one record
 //! batch at a time, so resident memory stays close to the matrix size.
 
+#![forbid(unsafe_code)] // only `kernels` may opt in to unsafe (see Cargo.toml)
+
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;

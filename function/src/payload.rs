@@ -1,6 +1,8 @@
 //! Payload columns: whatever else the catalog file carries per product (title, price, url),
 //! kept as Arrow arrays and returned with results.
 
+#![forbid(unsafe_code)] // only `kernels` may opt in to unsafe (see Cargo.toml)
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::{Array, ArrayRef};

@@ -1,5 +1,7 @@
 //! Queries and hits: what callers send and get back.
 
+#![forbid(unsafe_code)] // only `kernels` may opt in to unsafe (see Cargo.toml)
+
 use std::sync::Arc;
 
 /// What to compare the catalog against.

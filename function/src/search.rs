@@ -7,6 +7,8 @@
 //! keeps a bounded top-k per query; the per-task top-ks are merged at the end. A single query is
 //! simply a batch of one: same kernels, same arithmetic, same results.
 
+#![forbid(unsafe_code)] // only `kernels` may opt in to unsafe (see Cargo.toml)
+
 use std::ops::Range;
 use std::sync::Arc;
 

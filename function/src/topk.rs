@@ -3,6 +3,8 @@
 //! Order: higher score first; equal scores go to the lower row. That total order makes the
 //! result independent of how the scan was split across threads or batched.
 
+#![forbid(unsafe_code)] // only `kernels` may opt in to unsafe (see Cargo.toml)
+
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 

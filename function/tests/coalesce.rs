@@ -158,3 +158,74 @@ async fn pass_info_reports_the_batch_each_query_shared() {
     let passes: usize = sizes.iter().map(|&n| 1.0 / n as f64).sum::<f64>().round() as usize;
     assert_eq!(passes as u64, stats.coalesced_batches, "sizes {sizes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queries_whose_deadline_passed_while_queued_are_dropped_unscanned() {
+    let rows = random_rows(14, 500, 16, 2);
+    // The worker holds a batch open for 300 ms waiting for more queries: a deadline 20 ms away
+    // passes while the query is queued.
+    let e = engine(
+        &rows,
+        Storage::F32,
+        EngineOptions {
+            max_wait: Duration::from_millis(300),
+            max_batch: 64,
+            ..options()
+        },
+    );
+    let soon = std::time::Instant::now() + Duration::from_millis(20);
+    let late = std::time::Instant::now() + Duration::from_secs(60);
+    let (expired, patient, unbounded) = tokio::join!(
+        e.search_before(Query::by_id("p1"), Some(soon)),
+        e.search_before(Query::by_id("p2").with_top_k(3), Some(late)),
+        e.search_before(Query::by_id("p3").with_top_k(2), None),
+    );
+    assert_eq!(expired.map(|_| ()), Err(QueryError::DeadlineExceeded));
+    let (hits, pass) = patient.expect("answered before its deadline");
+    assert_eq!(
+        hits,
+        e.search_blocking(&Query::by_id("p2").with_top_k(3))
+            .unwrap()
+    );
+    // The expired query did not take a place in the pass.
+    assert_eq!(pass.batch_size, 2);
+    assert_eq!(unbounded.expect("answered").0.len(), 2);
+    assert_eq!(e.stats().coalesced_queries, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panic_in_a_pass_fails_its_batch_and_stops_the_engine_without_hanging() {
+    let rows = random_rows(15, 500, 16, 2);
+    let e = engine(
+        &rows,
+        Storage::F32,
+        EngineOptions {
+            max_wait: Duration::from_millis(50),
+            ..options()
+        },
+    );
+    assert_eq!(e.search(Query::by_id("p1")).await.map(|h| h.len()), Ok(10));
+    e.panic_in_next_pass();
+    let batch: Vec<_> = (0..4)
+        .map(|i| {
+            let e = e.clone();
+            tokio::spawn(async move { e.search(Query::by_id(format!("p{i}"))).await })
+        })
+        .collect();
+    for task in batch {
+        let answer = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("a query of the failed pass is answered, not left waiting")
+            .expect("task ran");
+        assert_eq!(answer, Err(QueryError::SearchFailed));
+    }
+    // Every later query fails at once instead of waiting on a worker that is gone.
+    let later = tokio::time::timeout(Duration::from_secs(10), e.search(Query::by_id("p9")))
+        .await
+        .expect("later queries do not hang");
+    assert_eq!(later, Err(QueryError::EngineStopped));
+    assert!(QueryError::SearchFailed.to_string().contains("failed"));
+    // The blocking path does not use the worker and still answers.
+    assert_eq!(e.search_blocking(&Query::by_id("p2")).unwrap().len(), 10);
+    drop(e); // joins the stopped worker
+}

@@ -46,7 +46,7 @@ pub(crate) trait Kernel {
 }
 
 /// Bytes of rows kept hot in L2 while the query tiles pass over them.
-const CHUNK_BYTES: usize = 128 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 128 * 1024;
 
 /// Widest query tile of any kernel.
 const TILE_MAX: usize = 6;
@@ -92,7 +92,7 @@ pub(crate) fn pack<T: Copy + Default>(
 /// of queries and rows then sit in L1 with room to spare, while per-pair accumulators wait in a
 /// small buffer between blocks. (Storing and reloading an accumulator does not change its value,
 /// so the arithmetic is the same as one sweep over the whole dimension.)
-const KC_BYTES: usize = 1024;
+pub(crate) const KC_BYTES: usize = 1024;
 
 /// # Safety
 /// `a.rows` must be valid for `nrows * stride` reads, `a.queries` for `nq * stride` (packed by
@@ -123,9 +123,9 @@ pub(crate) unsafe fn score<K: Kernel>(a: &Args<K::Row, K::Query, K::Out>) {
         let lines = next_len * a.stride * size_of::<K::Row>() / LINE;
         let calls = len.div_ceil(2) * ntiles * a.stride.div_ceil(kc);
         let mut pf = Prefetch {
-            // SAFETY: only used as a prefetch address (prefetches never fault) when
-            // next_len > 0, in which case it is in bounds.
-            next: unsafe { a.rows.add(next.min(a.nrows) * a.stride) },
+            // Only a prefetch address (prefetches never fault): wrapping arithmetic, no bounds
+            // claim needed.
+            next: a.rows.wrapping_add(next.min(a.nrows) * a.stride),
             lines,
             per_call: if kc == a.stride && a.nq == 1 {
                 0
@@ -182,8 +182,9 @@ impl<T> Prefetch<T> {
     unsafe fn step<K: Kernel<Row = T>>(&mut self) {
         let end = (self.done + self.per_call).min(self.lines);
         while self.done < end {
-            // SAFETY: prefetches never fault; the address is within the next chunk.
-            unsafe { K::prefetch_l2(self.next.byte_add(self.done * LINE)) };
+            // SAFETY: prefetches never fault and never dereference; the address is computed with
+            // wrapping arithmetic, so it is not UB even where it would leave the allocation.
+            unsafe { K::prefetch_l2(self.next.wrapping_byte_add(self.done * LINE)) };
             self.done += 1;
         }
     }
@@ -231,7 +232,9 @@ unsafe fn rows<K: Kernel, const Q: usize, const R: usize>(
                 a.out.add(row * a.nq + q0),
                 a.nq,
                 k,
-                k.accs.add(r * a.nq + q0),
+                // Wrapping: with a whole sweep there are no accumulators (`accs` is an empty
+                // Vec's dangling pointer) and the address is never used.
+                k.accs.wrapping_add(r * a.nq + q0),
             );
             r += R;
         }
@@ -245,7 +248,9 @@ unsafe fn rows<K: Kernel, const Q: usize, const R: usize>(
                 a.out.add(row * a.nq + q0),
                 a.nq,
                 k,
-                k.accs.add(r * a.nq + q0),
+                // Wrapping: with a whole sweep there are no accumulators (`accs` is an empty
+                // Vec's dangling pointer) and the address is never used.
+                k.accs.wrapping_add(r * a.nq + q0),
             );
             r += 1;
         }
@@ -283,7 +288,12 @@ unsafe fn tile<K: Kernel, const R: usize, const Q: usize>(
             if (k * size_of::<K::Row>()).is_multiple_of(LINE) {
                 // A few lines ahead in each row: L2 latency hides behind this tile's work.
                 for r in 0..R {
-                    K::prefetch(rows.add(r * stride + k).byte_add(AHEAD_BYTES));
+                    // Wrapping arithmetic: at the end of the last row this address is past the
+                    // matrix, which a prefetch may name but `add`/`byte_add` may not compute.
+                    K::prefetch(
+                        rows.wrapping_add(r * stride + k)
+                            .wrapping_byte_add(AHEAD_BYTES),
+                    );
                     if block.stream {
                         // The same line of the next tile's rows (past the end of the scan at
                         // the last tile: prefetches never fault).

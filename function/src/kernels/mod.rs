@@ -329,3 +329,121 @@ pub(crate) fn score_i8(
     unsafe { kernel(&args) };
     offset
 }
+
+/// Every kernel this CPU (or Miri, see `scripts/miri`) runs against a plain loop, over shapes
+/// that reach each path: one and several query tiles, split k-blocks (strides over
+/// `KC_BYTES`), row tails shorter than a tile, and more than one L2 chunk of rows (the chunk
+/// prefetch crosses into the next chunk and, at the last row, past the matrix).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// splitmix64: deterministic inputs without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn f32(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+        fn i8(&mut self, max: i8) -> i8 {
+            let span = 2 * i64::from(max) + 1;
+            (((self.next() % span as u64) as i64) - i64::from(max)) as i8
+        }
+    }
+
+    /// (rows, stride, queries) cases: small under Miri, which interprets every instruction.
+    fn cases(align: usize, size: usize) -> Vec<(usize, usize, usize)> {
+        // 17 queries: three tiles of the widest kernels, several of the narrowest.
+        let mut cases = vec![(1, align, 1), (7, align, 3), (5, 2 * align, 17)];
+        // A stride over KC_BYTES (split sweeps) and enough rows for two L2 chunks and a tail.
+        let wide = generic::KC_BYTES / size + align;
+        let rows = if cfg!(miri) {
+            9
+        } else {
+            2 * generic::CHUNK_BYTES / (wide * size) + 3
+        };
+        cases.push((rows, wide, 1));
+        cases.push((rows.min(40), wide, 7));
+        cases
+    }
+
+    #[test]
+    fn every_f32_level_scores_like_a_plain_loop() {
+        let mut rng = Rng(7);
+        // Under Miri with AVX2+FMA enabled (scripts/test), the generic tile code runs through the
+        // AVX2 kernel, not only the scalar one.
+        #[cfg(all(
+            miri,
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
+        assert!(F32Level::available().contains(&F32Level::Avx2Fma));
+        for level in F32Level::available() {
+            for (nrows, stride, nq) in cases(F32_ALIGN, 4) {
+                let rows: Vec<f32> = (0..nrows * stride).map(|_| rng.f32()).collect();
+                let queries: Vec<f32> = (0..nq * stride).map(|_| rng.f32()).collect();
+                let mut out = vec![f32::NAN; nrows * nq];
+                let packed = pack_f32(level, &queries, nq, stride);
+                score_f32(level, &rows, nrows, stride, &packed, &mut out);
+                for r in 0..nrows {
+                    for q in 0..nq {
+                        let want: f64 = (0..stride)
+                            .map(|k| {
+                                f64::from(rows[r * stride + k]) * f64::from(queries[q * stride + k])
+                            })
+                            .sum();
+                        let got = f64::from(out[r * nq + q]);
+                        assert!(
+                            (got - want).abs() <= 1e-4 * stride as f64,
+                            "{level:?} rows {nrows} stride {stride} queries {nq}: \
+                             ({r}, {q}) = {got}, want {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_i8_level_scores_exactly() {
+        let mut rng = Rng(8);
+        for level in I8Level::available() {
+            for (nrows, stride, nq) in cases(I8_ALIGN, 1) {
+                let signed: Vec<i8> = (0..nrows * stride).map(|_| rng.i8(127)).collect();
+                // Stored as value + 128 (see `score_i8`).
+                let rows: Vec<u8> = signed.iter().map(|&v| (i16::from(v) + 128) as u8).collect();
+                let max = level.query_max();
+                let queries: Vec<i8> = (0..nq * stride).map(|_| rng.i8(max)).collect();
+                let mut out = vec![0i32; nrows * nq];
+                let packed = pack_i8(level, &queries, nq, stride);
+                let offset = score_i8(level, &rows, nrows, stride, &packed, &mut out);
+                for r in 0..nrows {
+                    for q in 0..nq {
+                        let query = &queries[q * stride..(q + 1) * stride];
+                        let row = &signed[r * stride..(r + 1) * stride];
+                        let mut want: i32 = row
+                            .iter()
+                            .zip(query)
+                            .map(|(&a, &b)| i32::from(a) * i32::from(b))
+                            .sum();
+                        if offset {
+                            want += 128 * query.iter().map(|&b| i32::from(b)).sum::<i32>();
+                        }
+                        assert_eq!(
+                            out[r * nq + q],
+                            want,
+                            "{level:?} rows {nrows} stride {stride} queries {nq}: ({r}, {q})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

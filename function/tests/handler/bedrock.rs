@@ -212,7 +212,7 @@ async fn handle(
                 answer(
                     f.status,
                     Some(f.code),
-                    json!({"message": format!("scripted {}", f.code)}),
+                    json!({"message": scripted_message(f.code)}),
                 ),
             )
         } else {
@@ -409,3 +409,16 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The message a scripted failure carries: for access denied, the shape Bedrock really answers
+/// (it names the caller's role, which must never reach the function's caller).
+fn scripted_message(code: &str) -> String {
+    if code == "AccessDeniedException" {
+        format!("User: {ROLE_ARN} is not authorized to perform: bedrock:InvokeModel")
+    } else {
+        format!("scripted {code}")
+    }
+}
+
+/// The role ARN a scripted access denial names.
+pub const ROLE_ARN: &str = "arn:aws:sts::123456789012:assumed-role/similar-exec/similar";

@@ -51,7 +51,8 @@ async fn each_bad_input_is_answered_with_its_error() {
             Some("image"),
         ),
         (
-            json!({"image": "A".repeat(8 * 1024 * 1024)}),
+            // Over the 4 MiB decoded limit, under Lambda's 6 MB payload.
+            json!({"image": "A".repeat(5_700_000)}),
             413,
             "PayloadTooLarge",
             Some("image"),
@@ -266,10 +267,36 @@ async fn bedrock_failures_are_mapped_to_clear_errors() {
     match f.invoke(&json!({"text": "green bag"})).await {
         Outcome::Error { body, .. } => {
             assert_eq!(body["errorType"], "EmbeddingAccessDenied");
+            let message = body["errorMessage"].as_str().unwrap_or_default();
+            assert!(message.contains("bedrock:InvokeModel"), "{body}");
+            // Bedrock's own message names the function's role: the caller never sees it, the
+            // log has it under the request id the message gives.
+            assert!(!message.contains("arn:aws:"), "the role leaked: {body}");
+            let request_id = message
+                .split("request id ")
+                .nth(1)
+                .and_then(|rest| rest.split(':').next())
+                .unwrap_or_else(|| panic!("no request id in {message}"))
+                .to_owned();
+            let lines = f
+                .json_lines_until(std::time::Duration::from_secs(5), |l| {
+                    l["errorType"] == "EmbeddingAccessDenied"
+                })
+                .await;
+            let logged = lines
+                .iter()
+                .find(|l| l["errorType"] == "EmbeddingAccessDenied")
+                .expect("the failure is logged");
             assert!(
-                body["errorMessage"]
+                logged["detail"]
                     .as_str()
-                    .is_some_and(|m| m.contains("bedrock:InvokeModel"))
+                    .is_some_and(|d| d.contains(crate::bedrock::ROLE_ARN)),
+                "{logged}"
+            );
+            assert_eq!(
+                logged["span"]["requestId"].as_str(),
+                Some(request_id.as_str()),
+                "{logged}"
             );
         }
         other => panic!("expected a function error, got {other:?}"),

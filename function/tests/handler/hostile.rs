@@ -150,3 +150,141 @@ async fn an_answer_over_six_megabytes_is_refused_with_a_way_out() {
         &brute_force(&products, &products[0].vector, 5, &[], None, &[id]),
     );
 }
+
+/// A panic in a search pass (a bug) fails the invocations of that pass with the handler's own
+/// error, and the process exits so that Lambda replaces the execution environment: a runtime
+/// whose engine is gone would otherwise keep taking invocations it can never answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_a_search_fails_its_invocation_and_ends_the_environment() {
+    let products = fixture::products(33, 100, DIM);
+    let path = fixture::catalog_file(&products, DIM);
+    let env = with(
+        base_env(&path.to_string_lossy(), "http://127.0.0.1:9"),
+        &[("LMI_TEST_FAULT", "panic-in-first-search")],
+    );
+    let mut f = Function::ready(env).await;
+    let started = Instant::now();
+    match f
+        .invoke(&json!({"productId": products[0].id, "topK": 3}))
+        .await
+    {
+        Outcome::Error { header, body } => {
+            assert_eq!(header, "SearchFailed", "{body}");
+            let message = body["errorMessage"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("replaced") && message.contains("request id"),
+                "{body}"
+            );
+        }
+        other => panic!("the failed pass was answered: {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the failed pass was answered only after {:?}",
+        started.elapsed()
+    );
+    let status = f.exit(Duration::from_secs(15)).await;
+    let log = f.output().join("\n");
+    assert!(
+        status.is_some(),
+        "the environment kept running with a dead engine:\n{log}"
+    );
+    assert!(log.contains("exiting so that Lambda replaces"), "{log}");
+}
+
+/// Requests built to exhaust memory (arrays far past their limits, huge strings, deep nesting,
+/// large ignored fields, the same inside HTTP bodies) are each refused with a 4xx, concurrently,
+/// and the environment keeps answering. (Their memory cost is measured by
+/// `scripts/bench-handler --hostile`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_are_refused_and_the_environment_keeps_answering() {
+    const SIZE: usize = 5_800_000;
+    let products = fixture::products(34, 300, DIM);
+    let path = fixture::catalog_file(&products, DIM);
+    let env = with(
+        base_env(&path.to_string_lossy(), "http://127.0.0.1:9"),
+        &[("AWS_LAMBDA_MAX_CONCURRENCY", "16")],
+    );
+    let f = std::sync::Arc::new(Function::ready(env).await);
+    let requests: Vec<(&str, Vec<u8>)> = hostile_requests(SIZE);
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .cycle()
+        .take(32)
+        .map(|(name, body)| {
+            let f = std::sync::Arc::clone(&f);
+            tokio::spawn(async move {
+                let invocation = f.environment.invoke(&body).await.expect("invoke");
+                (name, invocation.error_type(), invocation.json())
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (name, error_type, body) = task.await.expect("task");
+        if let Some(status) = body["statusCode"].as_u64() {
+            // An HTTP event: the error is the response.
+            assert!((400..500).contains(&status), "{name}: {body}");
+            assert!(error_type.is_none(), "{name}: {body}");
+        } else {
+            let error_type = error_type.unwrap_or_else(|| panic!("{name} was answered: {body}"));
+            assert!(
+                [
+                    "InvalidRequest",
+                    "PayloadTooLarge",
+                    "InvalidJson",
+                    "UnsupportedImage"
+                ]
+                .contains(&error_type.as_str()),
+                "{name}: {error_type} {body}"
+            );
+        }
+    }
+    let r = f
+        .invoke(&json!({"vector": products[1].vector, "topK": 3}))
+        .await
+        .response();
+    fixture::assert_results(
+        &r,
+        &brute_force(&products, &products[1].vector, 3, &[], None, &[]),
+    );
+}
+
+/// Maximum-size hostile requests of `size` bytes each, by name.
+pub fn hostile_requests(size: usize) -> Vec<(&'static str, Vec<u8>)> {
+    let fill = |head: &str, item: &str, sep: &str, tail: &str| {
+        let mut s = String::from(head);
+        while s.len() + item.len() + sep.len() + tail.len() < size {
+            s.push_str(item);
+            s.push_str(sep);
+        }
+        s.push_str(item);
+        s.push_str(tail);
+        s.into_bytes()
+    };
+    let vector = String::from_utf8(fill("{\"vector\": [", "0.125", ",", "]}")).expect("utf8");
+    let escaped = serde_json::to_string(&vector).expect("json string");
+    vec![
+        ("vector far past the dimension", vector.clone().into_bytes()),
+        (
+            "excludeIds far past the limit",
+            fill("{\"productId\": \"p\", \"excludeIds\": [", "\"x\"", ",", "]}"),
+        ),
+        ("text of 6 MB", fill("{\"text\": \"", "word", " ", "\"}")),
+        ("image that is no image", fill("{\"image\": \"", "AAAA", "", "\"}")),
+        (
+            "a large ignored field",
+            fill("{\"productId\": \"p\", \"junk\": [", "[1, {\"a\": [2]}]", ",", "]}"),
+        ),
+        (
+            "escaped text",
+            fill("{\"text\": \"", "\\u0041", "", "\"}"),
+        ),
+        (
+            "HTTP body with a vector far past the dimension",
+            format!(
+                "{{\"requestContext\": {{\"http\": {{\"method\": \"POST\"}}}}, \"body\": {escaped}}}"
+            )
+            .into_bytes(),
+        ),
+    ]
+}

@@ -103,8 +103,9 @@ pub fn parse_response(body: &[u8], dimensions: usize) -> Result<Vec<f32>, ApiErr
         ApiError::server(
             502,
             "EmbeddingInvalidResponse",
-            format!("Bedrock returned an unusable embedding response: {what}"),
+            "Bedrock returned an unusable embedding response",
         )
+        .with_detail(what)
     };
     let response: Response = serde_json::from_slice(body).map_err(|e| invalid(format!("{e}")))?;
     let Some(first) = response.embeddings.into_iter().next() else {
@@ -131,7 +132,12 @@ pub async fn embed(
     input: Input<'_>,
 ) -> Result<Vec<f32>, ApiError> {
     let body = serde_json::to_vec(&request_body(input, dimensions)).map_err(|e| {
-        ApiError::server(500, "Internal", format!("encode the Bedrock request: {e}"))
+        ApiError::server(
+            500,
+            "Internal",
+            "the embedding request could not be encoded",
+        )
+        .with_detail(e.to_string())
     })?;
     let output = client
         .invoke_model()
@@ -145,6 +151,8 @@ pub async fn embed(
     parse_response(output.body().as_ref(), dimensions)
 }
 
+/// The caller's error for a failed InvokeModel: the handler's own words and what to do; what
+/// Bedrock or the transport said (role ARNs, hosts, addresses) is only the log's detail.
 fn map_error<R: std::fmt::Debug>(
     err: SdkError<InvokeModelError, R>,
     field: &'static str,
@@ -163,57 +171,59 @@ fn map_error<R: std::fmt::Debug>(
             return ApiError::server(
                 502,
                 "EmbeddingUnavailable",
-                format!("cannot reach Bedrock: {}", error_chain(&other)),
-            );
+                "Bedrock could not be reached for the embedding request",
+            )
+            .with_detail(error_chain(&other));
         }
     };
-    let detail = service.meta().message().unwrap_or("no message").to_owned();
-    match service {
+    let detail = format!(
+        "model {model_id}: {}: {}",
+        code_of(&service),
+        service.meta().message().unwrap_or("no message")
+    );
+    let error = match service {
         // The model refused the input itself (undecodable image, bad text).
         InvokeModelError::ValidationException(_) => ApiError::client(
             400,
             "EmbeddingInputRejected",
             Some(field.into()),
-            format!("Bedrock refused the {field}: {detail}"),
+            format!(
+                "the embedding model refused the {field} (for example an image it cannot decode)"
+            ),
         ),
         InvokeModelError::ThrottlingException(_)
         | InvokeModelError::ServiceQuotaExceededException(_) => ApiError::server(
             429,
             "EmbeddingThrottled",
-            format!("Bedrock is throttling embedding requests (retries exhausted): {detail}"),
+            "Bedrock is throttling embedding requests (retries exhausted): retry with backoff",
         ),
         InvokeModelError::AccessDeniedException(_) => ApiError::server(
             502,
             "EmbeddingAccessDenied",
-            format!(
-                "the function's role may not invoke model '{model_id}' (bedrock:InvokeModel): {detail}"
-            ),
+            "the function may not invoke its embedding model (bedrock:InvokeModel on the \
+             function's execution role, or model access in the Bedrock console)",
         ),
         InvokeModelError::ResourceNotFoundException(_) => ApiError::server(
             502,
             "EmbeddingModelNotFound",
-            format!("Bedrock model '{model_id}' not found or not enabled: {detail}"),
+            "the function's embedding model was not found or is not enabled in this region",
         ),
-        InvokeModelError::ModelTimeoutException(_) => ApiError::server(
-            504,
-            "EmbeddingTimeout",
-            format!("the embedding model timed out: {detail}"),
-        ),
+        InvokeModelError::ModelTimeoutException(_) => {
+            ApiError::server(504, "EmbeddingTimeout", "the embedding model timed out")
+        }
         InvokeModelError::ModelNotReadyException(_)
         | InvokeModelError::ServiceUnavailableException(_) => ApiError::server(
             503,
             "EmbeddingUnavailable",
-            format!("the embedding model is unavailable: {detail}"),
+            "the embedding model is unavailable: retry with backoff",
         ),
-        other => ApiError::server(
+        _ => ApiError::server(
             502,
             "EmbeddingFailed",
-            format!(
-                "Bedrock failed the embedding request ({}): {detail}",
-                code_of(&other)
-            ),
+            "Bedrock failed the embedding request",
         ),
-    }
+    };
+    error.with_detail(detail)
 }
 
 fn code_of(e: &InvokeModelError) -> String {

@@ -18,14 +18,14 @@ use bytes::Bytes;
 use lambda_runtime::{Context, Diagnostic};
 use lmi_similarity::{Engine, Hit, Query, QueryError};
 use serde_json::{Map, Value, json};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tracing::Instrument;
 
 use crate::config::Config;
 use crate::embed::{self, Input};
 use crate::http;
 use crate::metrics::{Emf, QueryMetrics};
-use crate::request::{self, ApiError, Prepared, Subject};
+use crate::request::{self, ApiError, Event, Prepared, Subject};
 
 /// Lambda's limit on a synchronous invocation's response: 6 MB (Lambda quotas, "Invocation
 /// payload (request and response)"); AWS's runtime emulator refuses larger answers with
@@ -36,18 +36,27 @@ pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 /// left before the invocation's deadline less this.
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 
+/// Time kept back from the whole invocation for sending its answer: a query still queued for a
+/// scan this close to the deadline is dropped (504), and an invocation still running then is
+/// answered with `DeadlineExceeded` (LMI does not stop timed-out invocations: one that ran on
+/// would hold its slot for nothing).
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(100);
+
 /// A function error: how a direct invocation fails, reported to Lambda with its `errorType`.
 #[derive(Debug)]
-pub struct FunctionError(pub ApiError);
+pub struct FunctionError {
+    /// What failed.
+    pub error: ApiError,
+    /// The invocation's request id (named in the message of a 5xx).
+    pub request_id: String,
+}
 
 impl From<FunctionError> for Diagnostic {
     fn from(e: FunctionError) -> Self {
+        let message = e.error.message_for(&e.request_id);
         let ApiError {
-            error_type,
-            message,
-            field,
-            ..
-        } = e.0;
+            error_type, field, ..
+        } = e.error;
         // The message names the field; say it when the wording does not.
         let error_message = match field {
             Some(field) if !message.contains(field.split('[').next().unwrap_or(&field)) => {
@@ -75,6 +84,9 @@ struct Inner {
     embedding_slots: Semaphore,
     config: Config,
     emf: Emf,
+    /// Notified when the engine has failed (a panic in a pass): the process must exit so that
+    /// Lambda replaces the execution environment (LMI does not recycle it on its own).
+    fatal: Arc<Notify>,
 }
 
 impl App {
@@ -92,8 +104,14 @@ impl App {
                 embedding_slots: Semaphore::new(config.bedrock.concurrency),
                 config,
                 emf,
+                fatal: Arc::new(Notify::new()),
             }),
         }
+    }
+
+    /// Completes once the engine has failed and this execution environment must be replaced.
+    pub async fn failed(&self) {
+        self.inner.fatal.notified().await;
     }
 
     /// Answers one invocation whose body is `body`.
@@ -133,58 +151,48 @@ impl Inner {
         let started = Instant::now();
         let catalog = self.engine.catalog();
         let max_top_k = self.config.max_top_k;
-        let payload = match request::json(body, "the event") {
-            Ok(payload) => payload,
-            Err(e) => {
-                self.record_error(&e, request_id);
-                return Err(FunctionError(e));
+        let fail = |e: ApiError| {
+            self.record_error(&e, request_id);
+            FunctionError {
+                error: e,
+                request_id: request_id.to_owned(),
             }
         };
-        if let Some(req) = http::detect(&payload) {
-            let result = if req.method != "POST" {
-                Err(ApiError::client(
-                    405,
-                    "MethodNotAllowed",
-                    None,
-                    format!(
-                        "method {} is not allowed: send the query with POST",
-                        req.method
-                    ),
-                ))
-            } else {
-                match req.body {
-                    Ok(body) if body.trim().is_empty() => Err(ApiError::client(
-                        400,
-                        "MissingQuery",
-                        None,
-                        "the request body is empty: send the query as JSON",
-                    )),
-                    Ok(body) => request::parse_text(&body, catalog, max_top_k),
+        let prepared = match request::parse_event(body, catalog, max_top_k).map_err(&fail)? {
+            Event::Direct(prepared) => prepared,
+            Event::Http { method, fields } => {
+                let answer = match http::request(&method, &fields, catalog, max_top_k) {
+                    Ok(prepared) => self.bounded(prepared, started, request_id, deadline).await,
                     Err(e) => Err(e),
-                }
-            };
-            let answer = match result {
-                Ok(prepared) => self.answer(prepared, started, request_id, deadline).await,
-                Err(e) => Err(e),
-            };
-            let response = answer.map(|body| http::response(200, &body)).and_then(fits);
-            return Ok(match response {
-                Ok(response) => response,
-                Err(e) => {
+                };
+                let response = answer.map(|body| http::response(200, &body)).and_then(fits);
+                return Ok(response.unwrap_or_else(|e| {
                     self.record_error(&e, request_id);
-                    http::response(e.status, &e.body())
-                }
-            });
-        }
-
-        let answer = match request::parse_value(&payload, catalog, max_top_k) {
-            Ok(prepared) => self.answer(prepared, started, request_id, deadline).await,
-            Err(e) => Err(e),
+                    http::response(e.status, &e.body(request_id))
+                }));
+            }
         };
-        answer.map_err(|e| {
-            self.record_error(&e, request_id);
-            FunctionError(e)
-        })
+        self.bounded(prepared, started, request_id, deadline)
+            .await
+            .map_err(&fail)
+    }
+
+    /// [`Inner::answer`] within the invocation's deadline less [`ANSWER_MARGIN`].
+    async fn bounded(
+        &self,
+        prepared: Prepared,
+        started: Instant,
+        request_id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Value, ApiError> {
+        let answer = self.answer(prepared, started, request_id, deadline);
+        let Some(deadline) = deadline else {
+            return answer.await;
+        };
+        let until = tokio::time::Instant::from_std(answer_by(deadline));
+        tokio::time::timeout_at(until, answer)
+            .await
+            .unwrap_or_else(|_| Err(deadline_exceeded()))
     }
 
     async fn answer(
@@ -217,11 +225,17 @@ impl Inner {
             Subject::Product(id) => (Query::by_id(id.clone()), None, None),
         };
         let searched = Instant::now();
+        let search_deadline = deadline.map(answer_by);
         let (hits, pass) = self
             .engine
-            .search_with_pass(prepared.query(target))
+            .search_before(prepared.query(target), search_deadline)
             .await
-            .map_err(query_error)?;
+            .map_err(|e| {
+                if matches!(e, QueryError::SearchFailed | QueryError::EngineStopped) {
+                    self.fatal.notify_one();
+                }
+                query_error(e)
+            })?;
         let search_ms = ms(searched);
         let scan_rows = prepared.scan_rows(self.engine.catalog());
         let total_ms = ms(started);
@@ -361,6 +375,7 @@ impl Inner {
                 status = e.status,
                 field = e.field.as_deref(),
                 message = %e.message,
+                detail = e.detail.as_deref(),
                 "request refused"
             );
         } else {
@@ -368,6 +383,7 @@ impl Inner {
                 errorType = e.error_type,
                 status = e.status,
                 message = %e.message,
+                detail = e.detail.as_deref(),
                 "request failed"
             );
         }
@@ -393,9 +409,37 @@ fn query_error(e: QueryError) -> ApiError {
         ),
         QueryError::TopK { .. } => ApiError::invalid("topK", e.to_string()),
         QueryError::MinScore => ApiError::invalid("minScore", e.to_string()),
-        QueryError::EngineStopped => ApiError::server(503, "EngineStopped", e.to_string()),
-        other => ApiError::server(500, "Internal", other.to_string()),
+        QueryError::EngineStopped => ApiError::server(
+            503,
+            "EngineStopped",
+            "the search engine of this execution environment has stopped; it is being \
+             replaced: retry",
+        ),
+        QueryError::SearchFailed => ApiError::server(
+            500,
+            "SearchFailed",
+            "the search failed; this execution environment is being replaced: retry",
+        ),
+        QueryError::DeadlineExceeded => deadline_exceeded(),
+        other => {
+            ApiError::server(500, "Internal", "the search failed").with_detail(other.to_string())
+        }
     }
+}
+
+/// When an answer must be ready: `deadline` less [`ANSWER_MARGIN`].
+fn answer_by(deadline: Instant) -> Instant {
+    deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline)
+}
+
+/// The invocation ran out of time (its deadline less [`ANSWER_MARGIN`]).
+fn deadline_exceeded() -> ApiError {
+    ApiError::server(
+        504,
+        "DeadlineExceeded",
+        "the invocation reached its deadline before the answer was ready: raise the \
+         function's timeout, or retry",
+    )
 }
 
 /// `value` when its JSON fits in a Lambda response, else the error that says how to ask for

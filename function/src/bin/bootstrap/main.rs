@@ -11,6 +11,8 @@
 //! answered by [`handler`] (request API in [`request`], HTTP events in [`http`], metrics in
 //! [`metrics`]).
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod embed;
 mod handler;
@@ -54,6 +56,10 @@ impl InitError {
     }
 }
 
+/// How long a failed execution environment keeps running after its engine fails, for the
+/// runtime client to post the answers already made.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+
 #[tokio::main]
 async fn main() -> ExitCode {
     init_logging();
@@ -73,6 +79,7 @@ async fn main() -> ExitCode {
         }
     };
     // The handler reads each body itself (see `invocation`): lambda_runtime hands it `()`.
+    let failed = app.clone();
     let bodies = Bodies::default();
     let taken = bodies.clone();
     let service = service_fn(move |event: LambdaEvent<()>| {
@@ -83,10 +90,23 @@ async fn main() -> ExitCode {
     let runtime = Runtime::new(service)
         .layer(bodies.layer())
         .layer(lambda_runtime::layers::TracingLayer::new());
-    match runtime.run_concurrent().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "runtime stopped");
+    tokio::select! {
+        stopped = runtime.run_concurrent() => match stopped {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "runtime stopped");
+                ExitCode::FAILURE
+            }
+        },
+        () = failed.failed() => {
+            // The failing invocations have their answers; give the runtime client a moment to
+            // post them, then exit: Lambda starts a new execution environment (a worker that
+            // merely stops answering would not be replaced).
+            tracing::error!(
+                "the search engine failed: exiting so that Lambda replaces this execution \
+                 environment"
+            );
+            tokio::time::sleep(EXIT_GRACE).await;
             ExitCode::FAILURE
         }
     }
@@ -127,6 +147,12 @@ async fn init() -> Result<App, InitError> {
             ..EngineOptions::default()
         },
     )?;
+    // Fault injection for the handler's own tests (tests/handler/hostile.rs): a panic in the
+    // first search pass. Not for production; logged loudly when set.
+    if std::env::var("LMI_TEST_FAULT").as_deref() == Ok("panic-in-first-search") {
+        tracing::warn!("LMI_TEST_FAULT=panic-in-first-search: the first search pass will panic");
+        engine.panic_in_next_pass();
+    }
     let (f32_level, i8_level) = engine.levels();
     tracing::info!(
         threads = engine.threads(),

@@ -4,33 +4,524 @@
 //! Checks that need only the request and the catalog happen here, before any Bedrock call or
 //! scan, so a bad request costs nothing and its error names the field at fault.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+
 use base64::Engine as _;
 use lmi_similarity::{Catalog, Query};
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+/// Largest event (or HTTP body) read: Lambda's synchronous invocation payload limit, 6 MB
+/// (Lambda quotas, "Invocation payload (request and response)"). Lambda refuses larger events
+/// before they reach the handler; the handler refuses them too, before reading a byte of them,
+/// so no emulator or future limit can make it parse more.
+pub const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
 /// Longest `text` accepted, in characters (Nova reads up to 8K tokens; longer text would be
 /// truncated silently by the model, so it is refused instead).
 pub const MAX_TEXT_CHARS: usize = 8192;
-/// Largest decoded `image` accepted, in bytes.
-pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
+/// Largest decoded `image` accepted, in bytes: 4 MiB, whose base64 (5.6 MB) still fits, with
+/// the rest of the request, in Lambda's 6 MB invocation payload.
+pub const MAX_IMAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Most `excludeIds` accepted.
 pub const MAX_EXCLUDE_IDS: usize = 10_000;
 /// Most `categories` accepted.
 pub const MAX_CATEGORIES: usize = 1_000;
+/// Longest `productId`, `categories[i]` or `excludeIds[i]` accepted, in bytes.
+pub const MAX_NAME_BYTES: usize = 1024;
 
-/// The request body, as sent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Wire {
-    text: Option<String>,
-    image: Option<String>,
+/// A string of the request, borrowed from the event when it has no escapes.
+type Str<'de> = Cow<'de, str>;
+
+/// The fields of one JSON object as read: the request's and, for an event, an HTTP event's.
+///
+/// Read straight from the event's bytes with bounded visitors ([`Parse`]): an array stops at its
+/// limit (`vector` at the catalog's dimension), a string at its length limit, and every other
+/// key's value is skipped without being kept, so a request costs memory in proportion to what
+/// the request API allows, not to what a caller sends.
+#[derive(Debug, Default)]
+struct Fields<'de> {
+    text: Option<Str<'de>>,
+    image: Option<Str<'de>>,
     vector: Option<Vec<f32>>,
-    product_id: Option<String>,
+    product_id: Option<Str<'de>>,
     top_k: Option<i64>,
-    categories: Option<Vec<String>>,
+    categories: Option<Vec<Str<'de>>>,
     min_score: Option<f64>,
-    exclude_ids: Option<Vec<String>>,
+    exclude_ids: Option<Vec<Str<'de>>>,
+    /// HTTP events only (API Gateway REST payload 1.0, HTTP APIs 2.0, function URLs).
+    http: HttpFields<'de>,
+    /// The first key that is none of these (an error for a request, ignored in an HTTP event).
+    unknown: Option<String>,
+}
+
+/// What the handler reads of an HTTP event.
+#[derive(Debug, Default)]
+pub struct HttpFields<'de> {
+    /// `requestContext` was present; its `http.method` (payload 2.0, function URLs).
+    context: Option<RequestContext>,
+    /// `httpMethod` (payload 1.0).
+    http_method: Option<String>,
+    /// `body`.
+    pub body: Option<Str<'de>>,
+    /// `isBase64Encoded`.
+    pub base64: bool,
+    /// The first of these keys given (an unknown field when the event is no HTTP event).
+    seen: Option<&'static str>,
+}
+
+impl HttpFields<'_> {
+    /// The method, when this is an HTTP event (`requestContext` and a method present).
+    pub fn method(&self) -> Option<&str> {
+        let context = self.context.as_ref()?;
+        self.http_method
+            .as_deref()
+            .or_else(|| context.http.as_ref()?.method.as_deref())
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct RequestContext {
+    http: Option<HttpContext>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct HttpContext {
+    method: Option<String>,
+}
+
+/// What one event is.
+#[derive(Debug)]
+pub enum Event<'de> {
+    /// A direct invocation: the request itself.
+    Direct(Prepared),
+    /// An HTTP event (function URL, API Gateway): its method, body and encoding, read later by
+    /// [`crate::http::request`].
+    Http {
+        /// The method, upper case.
+        method: String,
+        /// The body and its encoding.
+        fields: HttpFields<'de>,
+    },
+}
+
+/// Which keys an object may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// An invocation's event: a request, or an HTTP event.
+    Event,
+    /// An HTTP body: a request only.
+    Body,
+}
+
+/// One parse: the limits that depend on the catalog, and the refusal a visitor made (serde
+/// errors carry only a message; the refusal keeps the status and type the caller gets).
+struct Parse {
+    dim: usize,
+    mode: Mode,
+    refusal: RefCell<Option<Refusal>>,
+}
+
+/// A refusal made inside the parse; its field is the JSON path where it was made.
+type Refusal = Box<dyn FnOnce(&str) -> ApiError>;
+
+impl Parse {
+    fn refuse<E: de::Error>(&self, refusal: impl FnOnce(&str) -> ApiError + 'static) -> E {
+        *self.refusal.borrow_mut() = Some(Box::new(refusal));
+        E::custom("refused")
+    }
+}
+
+/// Parses a direct invocation's event or an HTTP event, from its bytes.
+pub fn parse_event<'de>(
+    bytes: &'de [u8],
+    catalog: &Catalog,
+    max_top_k: usize,
+) -> Result<Event<'de>, ApiError> {
+    let mut fields = read(bytes, catalog.dim(), Mode::Event, "the event")?;
+    if let Some(method) = fields.http.method() {
+        return Ok(Event::Http {
+            method: method.to_ascii_uppercase(),
+            fields: fields.http,
+        });
+    }
+    // Not an HTTP event: its HTTP keys are unknown request fields.
+    if fields.unknown.is_none() {
+        fields.unknown = fields.http.seen.map(str::to_owned);
+    }
+    check(fields, catalog, max_top_k).map(Event::Direct)
+}
+
+/// Parses an HTTP request's body (JSON text): a request only.
+pub fn parse_body(body: &[u8], catalog: &Catalog, max_top_k: usize) -> Result<Prepared, ApiError> {
+    let fields = read(body, catalog.dim(), Mode::Body, "the request body")?;
+    check(fields, catalog, max_top_k)
+}
+
+/// Reads one JSON object's fields: size first, then syntax and types, path by path.
+fn read<'de>(
+    bytes: &'de [u8],
+    dim: usize,
+    mode: Mode,
+    what: &str,
+) -> Result<Fields<'de>, ApiError> {
+    if bytes.len() > MAX_REQUEST_BYTES {
+        return Err(ApiError::client(
+            413,
+            "PayloadTooLarge",
+            None,
+            format!(
+                "{what} is {} bytes, over Lambda's {MAX_REQUEST_BYTES}-byte (6 MB) invocation \
+                 payload limit",
+                bytes.len()
+            ),
+        ));
+    }
+    let parse = Parse {
+        dim,
+        mode,
+        refusal: RefCell::new(None),
+    };
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let mut track = serde_path_to_error::Track::new();
+    let result = (&parse)
+        .deserialize(serde_path_to_error::Deserializer::new(
+            &mut json, &mut track,
+        ))
+        .and_then(|fields| json.end().map(|()| fields));
+    result.map_err(|e| {
+        let path = track.path().to_string();
+        if let Some(refusal) = parse.refusal.borrow_mut().take() {
+            return refusal(&path);
+        }
+        match e.classify() {
+            serde_json::error::Category::Data if path.is_empty() || path == "." => {
+                ApiError::client(
+                    400,
+                    "InvalidRequest",
+                    None,
+                    format!("{what} must be a JSON object, not {}", kind_at_start(bytes)),
+                )
+            }
+            serde_json::error::Category::Data => type_error(&path),
+            // serde_json's syntax messages say where ("expected `,` or `}` at line 1 column
+            // 20") and never quote the input.
+            _ => ApiError::client(
+                400,
+                "InvalidJson",
+                None,
+                format!("{what} is not valid JSON: {e}; send the query as a JSON object"),
+            ),
+        }
+    })
+}
+
+/// What kind of JSON value `bytes` starts with (for "must be an object, not ...").
+fn kind_at_start(bytes: &[u8]) -> &'static str {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        Some(b'{') => "an object",
+        _ => "a number",
+    }
+}
+
+/// The error for a value of the wrong type at `path`: what the field takes, never the value.
+fn type_error(path: &str) -> ApiError {
+    let top = path.split(['[', '.']).next().unwrap_or(path);
+    let element = path.contains('[');
+    let expected = match top {
+        "text" | "image" | "productId" | "httpMethod" | "body" => "a string",
+        "vector" if element => "a number",
+        "vector" => "an array of numbers",
+        "topK" => "an integer",
+        "minScore" => "a number",
+        "categories" | "excludeIds" if element => "a string",
+        "categories" | "excludeIds" => "an array of strings",
+        "isBase64Encoded" => "a boolean",
+        "requestContext" => "an object",
+        _ => "another type",
+    };
+    ApiError::invalid(path, format!("{path} must be {expected}"))
+}
+
+/// A field name fit to show back: the request API's names are; anything else is described.
+fn shown_name(name: &str) -> Option<String> {
+    (!name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    .then(|| name.to_owned())
+}
+
+impl<'de> DeserializeSeed<'de> for &Parse {
+    type Value = Fields<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Fields<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for &Parse {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+        let mut f = Fields::default();
+        let names = StrSeed {
+            max_bytes: MAX_NAME_BYTES,
+            parse: self,
+        };
+        let ids = |max: usize, what: &'static str| Bounded {
+            elem: names,
+            max,
+            parse: self,
+            too_many: move |path: &str| {
+                ApiError::invalid(path, format!("{what} has more than {max} entries"))
+            },
+        };
+        while let Some(key) = map.next_key_seed(StrSeed {
+            max_bytes: MAX_NAME_BYTES,
+            parse: self,
+        })? {
+            let http = self.mode == Mode::Event;
+            match &*key {
+                "text" => {
+                    once(self, &f.text, "text")?;
+                    // Bytes, a bound on characters; the exact count is checked after.
+                    let seed = StrSeed {
+                        max_bytes: MAX_TEXT_CHARS * 4,
+                        parse: self,
+                    };
+                    f.text = Some(map.next_value_seed(seed)?);
+                }
+                "image" => {
+                    once(self, &f.image, "image")?;
+                    let seed = StrSeed {
+                        max_bytes: MAX_REQUEST_BYTES,
+                        parse: self,
+                    };
+                    f.image = Some(map.next_value_seed(seed)?);
+                }
+                "vector" => {
+                    once(self, &f.vector, "vector")?;
+                    let dim = self.dim;
+                    f.vector = Some(map.next_value_seed(Bounded {
+                        elem: PhantomData::<f32>,
+                        max: dim,
+                        parse: self,
+                        too_many: move |path: &str| {
+                            ApiError::invalid(
+                                path,
+                                format!(
+                                    "vector has more than {dim} values, the catalog has \
+                                     dimension {dim}"
+                                ),
+                            )
+                        },
+                    })?);
+                }
+                "productId" => {
+                    once(self, &f.product_id, "productId")?;
+                    f.product_id = Some(map.next_value_seed(names)?);
+                }
+                "topK" => {
+                    once(self, &f.top_k, "topK")?;
+                    f.top_k = Some(map.next_value()?);
+                }
+                "categories" => {
+                    once(self, &f.categories, "categories")?;
+                    f.categories = Some(map.next_value_seed(ids(MAX_CATEGORIES, "categories"))?);
+                }
+                "minScore" => {
+                    once(self, &f.min_score, "minScore")?;
+                    f.min_score = Some(map.next_value()?);
+                }
+                "excludeIds" => {
+                    once(self, &f.exclude_ids, "excludeIds")?;
+                    f.exclude_ids = Some(map.next_value_seed(ids(MAX_EXCLUDE_IDS, "excludeIds"))?);
+                }
+                "requestContext" if http => {
+                    f.http.seen.get_or_insert("requestContext");
+                    once(self, &f.http.context, "requestContext")?;
+                    f.http.context = Some(map.next_value()?);
+                }
+                "httpMethod" if http => {
+                    f.http.seen.get_or_insert("httpMethod");
+                    once(self, &f.http.http_method, "httpMethod")?;
+                    f.http.http_method = map.next_value()?;
+                }
+                "body" if http => {
+                    f.http.seen.get_or_insert("body");
+                    once(self, &f.http.body, "body")?;
+                    let seed = StrSeed {
+                        max_bytes: MAX_REQUEST_BYTES,
+                        parse: self,
+                    };
+                    f.http.body = map.next_value_seed(OptionSeed(seed))?;
+                }
+                "isBase64Encoded" if http => {
+                    f.http.seen.get_or_insert("isBase64Encoded");
+                    f.http.base64 = map.next_value::<Option<bool>>()?.unwrap_or(false);
+                }
+                other => {
+                    if f.unknown.is_none() {
+                        f.unknown = Some(shown_name(other).unwrap_or_default());
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Refuses a key given twice (before reading its second value).
+fn once<T, E: de::Error>(parse: &Parse, slot: &Option<T>, name: &'static str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(parse.refuse(move |_| {
+            ApiError::invalid(name, format!("{name} is given twice: give each field once"))
+        }));
+    }
+    Ok(())
+}
+
+/// A string of at most `max_bytes`, borrowed from the input when it has no escapes; a longer
+/// one is refused without being copied.
+#[derive(Clone, Copy)]
+struct StrSeed<'a> {
+    max_bytes: usize,
+    parse: &'a Parse,
+}
+
+impl<'de> DeserializeSeed<'de> for StrSeed<'_> {
+    type Value = Str<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Str<'de>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl StrSeed<'_> {
+    fn check<E: de::Error>(&self, len: usize) -> Result<(), E> {
+        if len <= self.max_bytes {
+            return Ok(());
+        }
+        let max = self.max_bytes;
+        Err(self.parse.refuse(move |path: &str| {
+            let field = if path.is_empty() || path == "." {
+                "a field name".to_owned()
+            } else {
+                path.to_owned()
+            };
+            ApiError::client(
+                413,
+                "PayloadTooLarge",
+                Some(field.clone()),
+                format!("{field} is {len} bytes long, at most {max}"),
+            )
+        }))
+    }
+}
+
+impl<'de> Visitor<'de> for StrSeed<'_> {
+    type Value = Str<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'de>, E> {
+        self.check(v.len())?;
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'de>, E> {
+        self.check(v.len())?;
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+/// `null` or the inner seed's value.
+struct OptionSeed<S>(S);
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for OptionSeed<S> {
+    type Value = Option<S::Value>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for OptionSeed<S> {
+    type Value = Option<S::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("null or a value")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.0.deserialize(d).map(Some)
+    }
+}
+
+/// An array of at most `max` elements; reading stops at the first one over.
+struct Bounded<'a, S, F> {
+    elem: S,
+    max: usize,
+    parse: &'a Parse,
+    too_many: F,
+}
+
+impl<'de, S, F> DeserializeSeed<'de> for Bounded<'_, S, F>
+where
+    S: DeserializeSeed<'de> + Copy,
+    F: FnOnce(&str) -> ApiError + 'static,
+{
+    type Value = Vec<S::Value>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, S, F> Visitor<'de> for Bounded<'_, S, F>
+where
+    S: DeserializeSeed<'de> + Copy,
+    F: FnOnce(&str) -> ApiError + 'static,
+{
+    type Value = Vec<S::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max).min(4096));
+        while let Some(v) = seq.next_element_seed(self.elem)? {
+            if out.len() == self.max {
+                // The path is the array's (its elements are not tracked past the limit).
+                let too_many = self.too_many;
+                return Err(self
+                    .parse
+                    .refuse(move |path: &str| too_many(path.split('[').next().unwrap_or(path))));
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
 }
 
 /// An image format Nova accepts, found from the image's first bytes.
@@ -147,6 +638,11 @@ impl Prepared {
 
 /// An error answered to the caller: `errorType`, a message naming the field, and the HTTP
 /// status that fits it.
+///
+/// The message is the handler's own words: it never quotes what the caller sent, lists the
+/// catalog's contents, or passes on a dependency's text (Bedrock's messages name the function's
+/// role; transport errors name hosts and addresses). Such detail goes to the function's log
+/// ([`ApiError::detail`]), found there by the request id every error body carries.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
@@ -158,6 +654,8 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault, as a JSON path (`topK`, `categories[2]`), when there is one.
     pub field: Option<String>,
+    /// What the log gets besides the message (a dependency's own error text); never answered.
+    pub detail: Option<String>,
 }
 
 impl ApiError {
@@ -178,17 +676,19 @@ impl ApiError {
             error_type,
             message: message.into(),
             field,
+            detail: None,
         }
     }
 
     /// A 5xx.
     pub fn server(status: u16, error_type: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            error_type,
-            message: message.into(),
-            field: None,
-        }
+        Self::client(status, error_type, None, message)
+    }
+
+    /// The same error with `detail` for the log.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 
     /// Whether the caller is at fault: a 4xx other than 429 (throttling is a dependency's
@@ -197,12 +697,26 @@ impl ApiError {
         (400..500).contains(&self.status) && self.status != 429
     }
 
-    /// The error object: `{"errorType", "message", "field"?, "statusCode"}`.
-    pub fn body(&self) -> Value {
+    /// The message a caller gets: for a failure of ours or a dependency's (5xx, 429), with the
+    /// request id under which the log has the detail.
+    pub fn message_for(&self, request_id: &str) -> String {
+        if self.is_client_error() {
+            self.message.clone()
+        } else {
+            format!(
+                "{} (request id {request_id}: the function's log has the detail)",
+                self.message
+            )
+        }
+    }
+
+    /// The error object: `{"errorType", "message", "field"?, "statusCode", "requestId"}`.
+    pub fn body(&self, request_id: &str) -> Value {
         let mut body = serde_json::json!({
             "errorType": self.error_type,
-            "message": self.message,
+            "message": self.message_for(request_id),
             "statusCode": self.status,
+            "requestId": request_id,
         });
         if let (Some(field), Some(map)) = (&self.field, body.as_object_mut()) {
             map.insert("field".into(), Value::String(field.clone()));
@@ -211,75 +725,22 @@ impl ApiError {
     }
 }
 
-/// Parses a request body (JSON text, from an HTTP event): syntax first, then the fields.
-pub fn parse_text(body: &str, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, ApiError> {
-    let value = json(body.as_bytes(), "request body")?;
-    parse_value(&value, catalog, max_top_k)
-}
-
-/// `bytes` read as JSON, or the `InvalidJson` error saying where the syntax of `what` broke.
-pub fn json(bytes: &[u8], what: &str) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::client(
-            400,
-            "InvalidJson",
-            None,
-            format!("{what} is not valid JSON: {e}; send the query as a JSON object"),
-        )
-    })
-}
-
-/// Parses a request event (a direct invocation's JSON).
-pub fn parse_value(
-    event: &Value,
-    catalog: &Catalog,
-    max_top_k: usize,
-) -> Result<Prepared, ApiError> {
-    if !event.is_object() {
-        return Err(ApiError::client(
-            400,
-            "InvalidRequest",
-            None,
-            format!("the request must be a JSON object, not {}", kind_of(event)),
+/// Checks a request's fields against the request API and the catalog.
+fn check(wire: Fields<'_>, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, ApiError> {
+    if let Some(name) = wire.unknown {
+        let (field, named) = if name.is_empty() {
+            ("(unknown)".to_owned(), "a field".to_owned())
+        } else {
+            (name.clone(), format!("'{name}'"))
+        };
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "unknown field: {named} is not a request field (fields: text, image, vector, \
+                 productId, topK, categories, minScore, excludeIds)"
+            ),
         ));
     }
-    let wire: Wire = serde_path_to_error::deserialize(event).map_err(|e| wire_error(&e))?;
-    check(wire, catalog, max_top_k)
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn wire_error<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> ApiError {
-    let inner = e.inner().to_string();
-    // serde says "unknown field `top_k`, expected one of ..." at the object's own path.
-    if let Some(rest) = inner.strip_prefix("unknown field `")
-        && let Some((name, _)) = rest.split_once('`')
-    {
-        return ApiError::invalid(
-            name,
-            format!(
-                "unknown field '{name}' (fields: text, image, vector, productId, topK, \
-                 categories, minScore, excludeIds)"
-            ),
-        );
-    }
-    let path = e.path().to_string();
-    if path == "." || path.is_empty() {
-        return ApiError::client(400, "InvalidRequest", None, inner);
-    }
-    ApiError::invalid(path.clone(), format!("{path}: {inner}"))
-}
-
-fn check(wire: Wire, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, ApiError> {
     let given: Vec<&str> = [
         ("text", wire.text.is_some()),
         ("image", wire.image.is_some()),
@@ -312,7 +773,7 @@ fn check(wire: Wire, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, Ap
     let subject = if let Some(text) = wire.text {
         Subject::Text(check_text(text)?)
     } else if let Some(image) = wire.image {
-        check_image(image)?
+        check_image(&image)?
     } else if let Some(vector) = wire.vector {
         check_vector(vector, catalog.dim())?
     } else if let Some(id) = wire.product_id {
@@ -321,10 +782,10 @@ fn check(wire: Wire, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, Ap
                 404,
                 "UnknownProduct",
                 Some("productId".into()),
-                format!("productId '{id}' is not in the catalog"),
+                "productId is not in the catalog",
             ));
         }
-        Subject::Product(id)
+        Subject::Product(id.into_owned())
     } else {
         return Err(ApiError::client(
             400,
@@ -345,39 +806,25 @@ fn check(wire: Wire, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, Ap
         }
     };
 
-    let categories = wire.categories.unwrap_or_default();
-    if categories.len() > MAX_CATEGORIES {
-        return Err(ApiError::invalid(
-            "categories",
+    let categories: Vec<String> = wire
+        .categories
+        .unwrap_or_default()
+        .into_iter()
+        .map(Cow::into_owned)
+        .collect();
+    if let Some(i) = categories
+        .iter()
+        .position(|c| catalog.category_rows(c).is_none())
+    {
+        return Err(ApiError::client(
+            400,
+            "UnknownCategory",
+            Some(format!("categories[{i}]")),
             format!(
-                "categories has {} entries, at most {MAX_CATEGORIES}",
-                categories.len()
+                "categories[{i}] is not a catalog category (category names are case-sensitive; \
+                 the catalog's are in its `category` column)"
             ),
         ));
-    }
-    for (i, c) in categories.iter().enumerate() {
-        if catalog.category_rows(c).is_none() {
-            let known: Vec<&str> = catalog
-                .categories()
-                .iter()
-                .map(|b| &*b.name)
-                .take(20)
-                .collect();
-            let more = if catalog.categories().len() > known.len() {
-                ", ..."
-            } else {
-                ""
-            };
-            return Err(ApiError::client(
-                400,
-                "UnknownCategory",
-                Some(format!("categories[{i}]")),
-                format!(
-                    "categories[{i}] '{c}' is not a catalog category (categories: {}{more})",
-                    known.join(", ")
-                ),
-            ));
-        }
     }
 
     let min_score = match wire.min_score {
@@ -391,16 +838,12 @@ fn check(wire: Wire, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, Ap
         }
     };
 
-    let exclude_ids = wire.exclude_ids.unwrap_or_default();
-    if exclude_ids.len() > MAX_EXCLUDE_IDS {
-        return Err(ApiError::invalid(
-            "excludeIds",
-            format!(
-                "excludeIds has {} entries, at most {MAX_EXCLUDE_IDS}",
-                exclude_ids.len()
-            ),
-        ));
-    }
+    let exclude_ids = wire
+        .exclude_ids
+        .unwrap_or_default()
+        .into_iter()
+        .map(Cow::into_owned)
+        .collect();
 
     Ok(Prepared {
         subject,
@@ -411,7 +854,7 @@ fn check(wire: Wire, catalog: &Catalog, max_top_k: usize) -> Result<Prepared, Ap
     })
 }
 
-fn check_text(text: String) -> Result<String, ApiError> {
+fn check_text(text: Str<'_>) -> Result<String, ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::invalid("text", "text is empty"));
     }
@@ -424,50 +867,73 @@ fn check_text(text: String) -> Result<String, ApiError> {
             format!("text has {chars} characters, at most {MAX_TEXT_CHARS}"),
         ));
     }
-    Ok(text)
+    Ok(text.into_owned())
 }
 
-fn check_image(image: String) -> Result<Subject, ApiError> {
+/// Longest base64 of an image within [`MAX_IMAGE_BYTES`] (4 characters per 3 bytes, padded).
+const MAX_IMAGE_BASE64: usize = MAX_IMAGE_BYTES.div_ceil(3) * 4;
+
+fn check_image(image: &str) -> Result<Subject, ApiError> {
     // Accept a data URL as browsers produce it (`data:image/png;base64,...`).
     let b64 = match image.strip_prefix("data:") {
         Some(rest) => rest.split_once(',').map_or(rest, |(_, data)| data),
-        None => image.as_str(),
+        None => image,
     };
-    let b64: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    // Line-wrapped base64 (MIME) is accepted; the whitespace goes before anything else.
+    let b64: Cow<'_, str> = if b64.bytes().any(|b| b.is_ascii_whitespace()) {
+        Cow::Owned(b64.chars().filter(|c| !c.is_ascii_whitespace()).collect())
+    } else {
+        Cow::Borrowed(b64)
+    };
     if b64.is_empty() {
         return Err(ApiError::invalid("image", "image is empty"));
     }
-    // Refuse oversize input before decoding it (4 base64 characters carry 3 bytes).
-    if b64.len() / 4 * 3 > MAX_IMAGE_BYTES + 3 {
-        return Err(too_large_image(b64.len() / 4 * 3));
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&b64)
-        .map_err(|e| ApiError::invalid("image", format!("image is not valid base64: {e}")))?;
-    if bytes.len() > MAX_IMAGE_BYTES {
-        return Err(too_large_image(bytes.len()));
-    }
-    let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
-        ApiError::client(
-            415,
-            "UnsupportedImage",
+    // Refuse oversize input before decoding any of it (4 base64 characters carry 3 bytes).
+    if b64.len() > MAX_IMAGE_BASE64 {
+        return Err(ApiError::client(
+            413,
+            "PayloadTooLarge",
             Some("image".into()),
-            "image is not a PNG, JPEG, GIF or WebP image",
-        )
-    })?;
+            format!(
+                "image is about {} bytes decoded, at most {MAX_IMAGE_BYTES} (4 MiB, so that its \
+                 base64 fits Lambda's 6 MB invocation payload)",
+                b64.len() / 4 * 3
+            ),
+        ));
+    }
+    let invalid = || ApiError::invalid("image", "image is not valid standard base64");
+    // Checked in chunks through a small buffer, never holding the decoded image (Bedrock takes
+    // the base64 as it is); the format comes from the first chunk, so a payload that is no
+    // image is refused after reading 4 KiB of it.
+    const CHUNK: usize = 4 * 1024;
+    let mut buf = [0u8; CHUNK / 4 * 3];
+    let mut format = None;
+    for (i, chunk) in b64.as_bytes().chunks(CHUNK).enumerate() {
+        let last = (i + 1) * CHUNK >= b64.len();
+        if !last && chunk.contains(&b'=') {
+            return Err(invalid());
+        }
+        let n = base64::engine::general_purpose::STANDARD
+            .decode_slice(chunk, &mut buf)
+            .map_err(|_| invalid())?;
+        if i == 0 {
+            format = Some(ImageFormat::sniff(&buf[..n]).ok_or_else(|| {
+                ApiError::client(
+                    415,
+                    "UnsupportedImage",
+                    Some("image".into()),
+                    "image is not a PNG, JPEG, GIF or WebP image",
+                )
+            })?);
+        }
+    }
+    let Some(format) = format else {
+        return Err(invalid());
+    };
     Ok(Subject::Image {
-        base64: b64,
+        base64: b64.into_owned(),
         format,
     })
-}
-
-fn too_large_image(bytes: usize) -> ApiError {
-    ApiError::client(
-        413,
-        "PayloadTooLarge",
-        Some("image".into()),
-        format!("image has {bytes} bytes, at most {MAX_IMAGE_BYTES}"),
-    )
 }
 
 fn check_vector(vector: Vec<f32>, dim: usize) -> Result<Subject, ApiError> {
@@ -515,7 +981,14 @@ mod tests {
     }
 
     fn parse(v: Value) -> Result<Prepared, ApiError> {
-        parse_value(&v, &catalog(), 50)
+        parse_bytes(&serde_json::to_vec(&v).expect("json"))
+    }
+
+    fn parse_bytes(bytes: &[u8]) -> Result<Prepared, ApiError> {
+        match parse_event(bytes, &catalog(), 50)? {
+            Event::Direct(p) => Ok(p),
+            Event::Http { .. } => panic!("not an HTTP event"),
+        }
     }
 
     fn err(v: Value) -> ApiError {
@@ -592,6 +1065,34 @@ mod tests {
             (json!({"image": ""}), "image", 400),
             (json!({"image": "not base64!"}), "image", 400),
             (json!({"image": "aGVsbG8="}), "image", 415),
+            (
+                json!({"productId": "a", "categories": "hats"}),
+                "categories",
+                400,
+            ),
+            (json!({"productId": "a", "topK": 2.5}), "topK", 400),
+            (json!({"productId": 7}), "productId", 400),
+            (json!({"vector": [1, 2, 3, 4]}), "vector", 400),
+            (
+                json!({"productId": "a", "excludeIds": vec!["x"; MAX_EXCLUDE_IDS + 1]}),
+                "excludeIds",
+                400,
+            ),
+            (
+                json!({"productId": "a", "categories": vec!["hats"; MAX_CATEGORIES + 1]}),
+                "categories",
+                400,
+            ),
+            (
+                json!({"productId": "x".repeat(MAX_NAME_BYTES + 1)}),
+                "productId",
+                413,
+            ),
+            (
+                json!({"text": "x".repeat(MAX_TEXT_CHARS * 4 + 1)}),
+                "text",
+                413,
+            ),
         ];
         for (request, field, status) in cases {
             let e = err(request.clone());
@@ -629,21 +1130,135 @@ mod tests {
 
     #[test]
     fn oversize_images_are_refused_before_decoding() {
-        let big = "A".repeat((MAX_IMAGE_BYTES / 3 + 10) * 4);
+        let big = "A".repeat(MAX_IMAGE_BASE64 + 4);
         let e = err(json!({ "image": big }));
         assert_eq!((e.status, e.error_type), (413, "PayloadTooLarge"));
+        // The largest image fits Lambda's payload as base64 inside a request.
+        let request =
+            serde_json::to_vec(&json!({ "image": "A".repeat(MAX_IMAGE_BASE64) })).expect("json");
+        assert!(request.len() < MAX_REQUEST_BYTES, "{}", request.len());
+    }
+
+    #[test]
+    fn images_are_checked_to_the_end_and_sniffed_from_the_start() {
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.resize(20_000, 7);
+        let good = b64(&png);
+        assert!(matches!(
+            parse(json!({ "image": good })).expect("valid").subject,
+            Subject::Image {
+                format: ImageFormat::Png,
+                ..
+            }
+        ));
+        // Invalid base64 far past the first chunk is still found.
+        let mut bad = good.clone();
+        bad.replace_range(10_000..10_001, "!");
+        assert_eq!(err(json!({ "image": bad })).field.as_deref(), Some("image"));
+        // Padding in the middle is not base64 either, even at a chunk boundary.
+        let mid = format!("{}=={}", &good[..4094], &good[4096..]);
+        assert_eq!(err(json!({ "image": mid })).status, 400);
+        // Line-wrapped (MIME) base64 is accepted.
+        let wrapped: String = good
+            .as_bytes()
+            .chunks(76)
+            .map(|l| format!("{}\n", std::str::from_utf8(l).expect("ascii")))
+            .collect();
+        assert!(parse(json!({ "image": wrapped })).is_ok());
     }
 
     #[test]
     fn non_objects_and_malformed_json_are_refused() {
         let e = err(json!([1, 2]));
         assert!(e.message.contains("an array"), "{e:?}");
-        let e = parse_text("{\"productId\": ", &catalog(), 50).expect_err("malformed");
+        let e = err(json!("text"));
+        assert!(e.message.contains("a string"), "{e:?}");
+        let e = parse_bytes(b"{\"productId\": ").expect_err("malformed");
         assert_eq!(e.error_type, "InvalidJson");
-        let e =
-            parse_text("{\"productId\": \"a\"} trailing", &catalog(), 50).expect_err("trailing");
+        let e = parse_bytes(b"{\"productId\": \"a\"} trailing").expect_err("trailing");
         assert_eq!(e.error_type, "InvalidJson");
-        assert!(parse_text("{\"productId\": \"a\"}", &catalog(), 50).is_ok());
+        assert!(parse_bytes(b"{\"productId\": \"a\"}").is_ok());
+        // Deep nesting in a field that is skipped costs no stack (serde_json skips values
+        // without recursion): the field is refused as unknown.
+        let deep = format!("{{\"x\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            parse_bytes(deep.as_bytes())
+                .expect_err("deep")
+                .field
+                .as_deref(),
+            Some("x")
+        );
+        // In a field that is read, nesting is a type error at the first level.
+        let deep = format!(
+            "{{\"vector\": {}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(
+            parse_bytes(deep.as_bytes())
+                .expect_err("deep")
+                .field
+                .as_deref(),
+            Some("vector[0]")
+        );
+    }
+
+    #[test]
+    fn keys_given_twice_and_unknown_keys_are_refused() {
+        let e = parse_bytes(br#"{"vector": [1, 0, 0], "vector": [0, 1, 0]}"#).expect_err("dup");
+        assert_eq!(e.field.as_deref(), Some("vector"), "{e:?}");
+        assert!(e.message.contains("twice"), "{e:?}");
+        let e = err(json!({"productId": "a", "top_k": 3}));
+        assert_eq!(e.field.as_deref(), Some("top_k"));
+        // A key that is not a plain name is not shown back.
+        let e = err(json!({"productId": "a", "<script>": 1}));
+        assert!(
+            !e.message.contains("<script>") && e.field.as_deref() != Some("<script>"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn messages_never_quote_the_request_or_list_the_catalog() {
+        let secret = "s3cr3t-value";
+        let cases = [
+            json!({"productId": secret}),
+            json!({"productId": "a", "categories": [secret]}),
+            json!({"productId": "a", "topK": secret}),
+            json!({"vector": [1, secret, 3]}),
+            json!({"image": format!("{secret}!!")}),
+            json!({"text": 5, "productId": secret}),
+            json!(secret),
+        ];
+        for case in cases {
+            let e = err(case.clone());
+            let body = e.body("req-1").to_string();
+            assert!(!body.contains(secret), "{case}: {body}");
+            assert!(
+                !body.contains("shoes") && !body.contains("hats"),
+                "{case}: {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_over_the_payload_limit_is_refused_unread() {
+        let mut big = b"{\"text\": \"".to_vec();
+        big.resize(MAX_REQUEST_BYTES + 1, b'x');
+        // Not even valid JSON: the size is checked first.
+        let e = parse_bytes(&big).expect_err("too large");
+        assert_eq!((e.status, e.error_type), (413, "PayloadTooLarge"));
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed_from_the_event() {
+        let bytes = br#"{"productId": "a", "excludeIds": ["b", "c\u0041"]}"#;
+        let fields = read(bytes, 3, Mode::Event, "the event").expect("valid");
+        assert!(matches!(fields.product_id, Some(Cow::Borrowed("a"))));
+        let ids = fields.exclude_ids.expect("ids");
+        assert!(matches!(ids[0], Cow::Borrowed("b")));
+        assert_eq!(ids[1], "cA");
     }
 
     #[test]
@@ -654,12 +1269,20 @@ mod tests {
     }
 
     #[test]
-    fn error_bodies_carry_type_message_field_and_status() {
-        let body = ApiError::invalid("topK", "topK 0 is out of range").body();
+    fn error_bodies_carry_type_message_field_status_and_request_id() {
+        let body = ApiError::invalid("topK", "topK 0 is out of range").body("req-1");
         assert_eq!(
             body,
             json!({"errorType": "InvalidRequest", "message": "topK 0 is out of range",
-                   "field": "topK", "statusCode": 400})
+                   "field": "topK", "statusCode": 400, "requestId": "req-1"})
+        );
+        let failed = ApiError::server(502, "EmbeddingAccessDenied", "may not invoke")
+            .with_detail("arn:aws:iam::123456789012:role/secret-role is not authorized");
+        let body = failed.body("req-2").to_string();
+        assert!(!body.contains("arn:aws"), "{body}");
+        assert!(
+            body.contains("req-2") && body.contains("may not invoke"),
+            "{body}"
         );
     }
 }

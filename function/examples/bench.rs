@@ -13,6 +13,11 @@
 //!   Instances mode, 8 slots) answering vector queries, client-observed p50/p99 at each client
 //!   count, next to the handler's own search time and the in-process engine's time for the same
 //!   queries.
+//! - `hostile --dir D --zip Z --threads T [--concurrency C] [--rounds R] [--size BYTES]`: the
+//!   memory a burst of maximum-size hostile requests costs the handler under the emulator (C
+//!   slots, C requests at once, R rounds): peak RSS growth of `bootstrap` over its warm RSS
+//!   (VmHWM after resetting it through /proc/PID/clear_refs), against the catalog matrix's size,
+//!   and how every request was answered.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -44,7 +49,8 @@ fn main() -> Res<()> {
         Some("run") => run(&flags)?,
         Some("membw") => membw(flags.usize("threads", 1))?,
         Some("handler") => handler(&flags)?,
-        _ => return Err("usage: bench gen|run|membw|handler [--flag value]...".into()),
+        Some("hostile") => hostile(&flags)?,
+        _ => return Err("usage: bench gen|run|membw|handler|hostile [--flag value]...".into()),
     };
     println!("{}", serde_json::to_string(&out)?);
     Ok(())
@@ -639,4 +645,153 @@ fn handler(f: &Flags) -> Res<Value> {
         "engine_in_process": Value::Object(in_process),
         "handler_under_rie": handler,
     }))
+}
+
+// ---- hostile requests: the memory they cost ---------------------------------------------------
+
+/// `bootstrap`'s pid: the process whose command line is the package's `/var/task/bootstrap`.
+fn bootstrap_pid() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"/var/task/bootstrap"))
+        })
+        .max()
+}
+
+/// A `/proc/PID/status` field in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(pid: u32, field: &str) -> Res<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| format!("no {field} in /proc/{pid}/status").into())
+}
+
+fn hostile(f: &Flags) -> Res<Value> {
+    use lmi_test_support::lambda::{EnvironmentOptions, ExecutionEnvironment, hostile_requests};
+
+    let dir = std::fs::canonicalize(f.str("dir", "target/bench-data"))?;
+    let zip = PathBuf::from(f.str("zip", "dist/handler/bootstrap-x86_64.zip"));
+    let threads = f.usize("threads", 2);
+    let concurrency = f.usize("concurrency", 64);
+    let rounds = f.usize("rounds", 3);
+    let size = f.usize("size", 6_000_000);
+    let catalog_path = dir.join("catalog.parquet");
+    let (_, dim, qdata) = read_npy(&dir.join("queries.npy"))?;
+    let rows =
+        parquet::file::reader::SerializedFileReader::new(File::open(&catalog_path)?).map(|r| {
+            parquet::file::reader::FileReader::metadata(&r)
+                .file_metadata()
+                .num_rows()
+        })?;
+    let matrix_bytes = rows as usize * dim * 4;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let options = EnvironmentOptions {
+        env: [
+            ("AWS_LAMBDA_FUNCTION_NAME", "bench"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "bench"),
+            ("AWS_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("LMI_CATALOG_URI", &catalog_path.to_string_lossy()),
+            ("LMI_EMBEDDING_DIMENSIONS", &dim.to_string()),
+            ("LMI_SCAN_THREADS", &threads.to_string()),
+            ("AWS_LAMBDA_LOG_LEVEL", "error"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        concurrency: concurrency as u32,
+        timeout: Duration::from_secs(60),
+        memory_mib: 8192,
+        ..Default::default()
+    };
+    let probe = json!({"vector": &qdata[..dim], "topK": K}).to_string();
+    rt.block_on(async {
+        let started = Instant::now();
+        let environment = Arc::new(ExecutionEnvironment::start(&zip, &options).await?);
+        loop {
+            let answer = environment.invoke(probe.as_bytes()).await?;
+            if answer.json().get("results").is_some() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(300) {
+                return Err(format!("the handler never answered: {}", environment.log()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pid = bootstrap_pid().ok_or("no /var/task/bootstrap process")?;
+        // Warm: every slot answers valid queries once (thread stacks, allocator arenas).
+        let burst = |bodies: Vec<Vec<u8>>| {
+            let tasks: Vec<_> = bodies
+                .into_iter()
+                .map(|body| {
+                    let env = Arc::clone(&environment);
+                    tokio::spawn(async move { env.invoke(&body).await.map(|a| a.json()) })
+                })
+                .collect();
+            async move {
+                let mut answers = Vec::new();
+                for t in tasks {
+                    answers.push(
+                        t.await
+                            .map_err(|e| e.to_string())?
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                Ok::<_, String>(answers)
+            }
+        };
+        burst(vec![probe.clone().into_bytes(); concurrency]).await?;
+        let warm_rss = status_bytes(pid, "VmRSS")?;
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5")?;
+        let requests = hostile_requests(size);
+        let kinds: Vec<&str> = requests.iter().map(|(name, _)| *name).collect();
+        let mut answered = serde_json::Map::new();
+        for _ in 0..rounds {
+            let bodies: Vec<Vec<u8>> = requests
+                .iter()
+                .cycle()
+                .take(concurrency)
+                .map(|(_, body)| body.clone())
+                .collect();
+            for answer in burst(bodies).await? {
+                let kind = answer["statusCode"]
+                    .as_u64()
+                    .map(|s| format!("http {s}"))
+                    .or_else(|| answer["errorType"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "answered".to_owned());
+                let n = answered.entry(kind).or_insert(json!(0));
+                *n = json!(n.as_u64().unwrap_or(0) + 1);
+            }
+        }
+        let peak = status_bytes(pid, "VmHWM")?;
+        let after = status_bytes(pid, "VmRSS")?;
+        let growth = peak.saturating_sub(warm_rss);
+        Ok(json!({
+            "rows": rows,
+            "dim": dim,
+            "matrix_bytes": matrix_bytes,
+            "concurrency": concurrency,
+            "rounds": rounds,
+            "request_bytes": size,
+            "kinds": kinds,
+            "answers": answered,
+            "warm_rss_bytes": warm_rss,
+            "peak_rss_bytes": peak,
+            "rss_after_bytes": after,
+            "peak_growth_bytes": growth,
+            "peak_growth_vs_matrix": growth as f64 / matrix_bytes as f64,
+        }))
+    })
 }

@@ -206,7 +206,7 @@ async fn hostile_requests_are_refused_and_the_environment_keeps_answering() {
         &[("AWS_LAMBDA_MAX_CONCURRENCY", "16")],
     );
     let f = std::sync::Arc::new(Function::ready(env).await);
-    let requests: Vec<(&str, Vec<u8>)> = hostile_requests(SIZE);
+    let requests = lmi_test_support::lambda::hostile_requests(SIZE);
     let tasks: Vec<_> = requests
         .into_iter()
         .cycle()
@@ -247,44 +247,4 @@ async fn hostile_requests_are_refused_and_the_environment_keeps_answering() {
         &r,
         &brute_force(&products, &products[1].vector, 3, &[], None, &[]),
     );
-}
-
-/// Maximum-size hostile requests of `size` bytes each, by name.
-pub fn hostile_requests(size: usize) -> Vec<(&'static str, Vec<u8>)> {
-    let fill = |head: &str, item: &str, sep: &str, tail: &str| {
-        let mut s = String::from(head);
-        while s.len() + item.len() + sep.len() + tail.len() < size {
-            s.push_str(item);
-            s.push_str(sep);
-        }
-        s.push_str(item);
-        s.push_str(tail);
-        s.into_bytes()
-    };
-    let vector = String::from_utf8(fill("{\"vector\": [", "0.125", ",", "]}")).expect("utf8");
-    let escaped = serde_json::to_string(&vector).expect("json string");
-    vec![
-        ("vector far past the dimension", vector.clone().into_bytes()),
-        (
-            "excludeIds far past the limit",
-            fill("{\"productId\": \"p\", \"excludeIds\": [", "\"x\"", ",", "]}"),
-        ),
-        ("text of 6 MB", fill("{\"text\": \"", "word", " ", "\"}")),
-        ("image that is no image", fill("{\"image\": \"", "AAAA", "", "\"}")),
-        (
-            "a large ignored field",
-            fill("{\"productId\": \"p\", \"junk\": [", "[1, {\"a\": [2]}]", ",", "]}"),
-        ),
-        (
-            "escaped text",
-            fill("{\"text\": \"", "\\u0041", "", "\"}"),
-        ),
-        (
-            "HTTP body with a vector far past the dimension",
-            format!(
-                "{{\"requestContext\": {{\"http\": {{\"method\": \"POST\"}}}}, \"body\": {escaped}}}"
-            )
-            .into_bytes(),
-        ),
-    ]
 }

@@ -334,3 +334,46 @@ fn environment(options: &EnvironmentOptions) -> Vec<(String, String)> {
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
+
+/// Maximum-size hostile requests for the similarity handler, `size` bytes each (keep it under
+/// Lambda's 6 MB payload), by name: arrays far past their limits, huge and escaped strings,
+/// an image that is none, a large ignored field, and the same inside an HTTP event's body.
+/// Each must be refused with a 4xx (the handler tests) at a bounded memory cost (the bench).
+pub fn hostile_requests(size: usize) -> Vec<(&'static str, Vec<u8>)> {
+    let fill = |head: &str, item: &str, sep: &str, tail: &str| {
+        let mut s = String::from(head);
+        while s.len() + item.len() + sep.len() + tail.len() < size {
+            s.push_str(item);
+            s.push_str(sep);
+        }
+        s.push_str(item);
+        s.push_str(tail);
+        s.into_bytes()
+    };
+    let vector = String::from_utf8(fill("{\"vector\": [", "0.125", ",", "]}")).expect("utf8");
+    let escaped = serde_json::to_string(&vector).expect("json string");
+    vec![
+        ("vector far past the dimension", vector.clone().into_bytes()),
+        (
+            "excludeIds far past the limit",
+            fill("{\"productId\": \"p\", \"excludeIds\": [", "\"x\"", ",", "]}"),
+        ),
+        ("text of 6 MB", fill("{\"text\": \"", "word", " ", "\"}")),
+        ("image that is no image", fill("{\"image\": \"", "AAAA", "", "\"}")),
+        (
+            "a large ignored field",
+            fill("{\"productId\": \"p\", \"junk\": [", "[1, {\"a\": [2]}]", ",", "]}"),
+        ),
+        (
+            "escaped text",
+            fill("{\"text\": \"", "\\u0041", "", "\"}"),
+        ),
+        (
+            "HTTP body with a vector far past the dimension",
+            format!(
+                "{{\"requestContext\": {{\"http\": {{\"method\": \"POST\"}}}}, \"body\": {escaped}}}"
+            )
+            .into_bytes(),
+        ),
+    ]
+}

@@ -166,6 +166,7 @@ impl Catalog {
     ) -> Result<Self, LoadError> {
         let meta = ArrowReaderMetadata::load(&reader, ArrowReaderOptions::new())
             .map_err(LoadError::ReadParquet)?;
+        check_footer(&meta, reader.len())?;
         let schema = Arc::clone(meta.schema());
         let columns = Columns::resolve(&schema, options)?;
 
@@ -220,6 +221,11 @@ impl Catalog {
             (None, DataType::FixedSizeList(_, n)) => usize::try_from(*n).unwrap_or(0),
             (None, _) => first_dimension(&reader, &meta, columns.embedding, options)?,
         };
+        if dim > MAX_DIMENSION {
+            return Err(corrupt(format!(
+                "embeddings of dimension {dim}: the loader supports up to {MAX_DIMENSION}"
+            )));
+        }
         let mut matrix = Matrix::new(layout.len(), dim)?;
         fill(
             &reader,
@@ -310,6 +316,56 @@ fn fill<R: ChunkReader + Clone + 'static>(
         })
         .collect();
     results.into_iter().collect()
+}
+
+/// The largest embedding dimension loaded (embedding models produce 256 to a few thousand;
+/// a larger figure in a file's schema is refused before anything is sized by it).
+pub const MAX_DIMENSION: usize = 65_536;
+
+/// Refuses a footer whose figures the file cannot hold, before anything is sized by them: the
+/// loader reserves memory by the footer's row counts, and a crafted footer claiming 2^40 rows
+/// must be a clear error, not an allocation failure that aborts the process (which a Lambda
+/// init would report as nothing but a crash).
+///
+/// Every row holds a distinct id, so it takes at least one byte of the file; column chunks lie
+/// within the file; and the row groups add up to the file's row count.
+fn check_footer(meta: &ArrowReaderMetadata, file_len: u64) -> Result<(), LoadError> {
+    let file = meta.metadata().file_metadata();
+    let claimed = file.num_rows();
+    let fits = |n: i64| u64::try_from(n).is_ok_and(|n| n <= file_len);
+    if !fits(claimed) {
+        return Err(corrupt(format!(
+            "the footer claims {claimed} rows in a file of {file_len} bytes"
+        )));
+    }
+    let mut rows: i64 = 0;
+    for (g, rg) in meta.metadata().row_groups().iter().enumerate() {
+        if !fits(rg.num_rows()) {
+            return Err(corrupt(format!(
+                "row group {g} claims {} rows in a file of {file_len} bytes",
+                rg.num_rows()
+            )));
+        }
+        rows = rows.saturating_add(rg.num_rows());
+        for c in rg.columns() {
+            // (Not `byte_range()`: it panics on the negative figures a crafted footer holds.)
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let len = c.compressed_size();
+            if !fits(start) || !fits(len) || !fits(start.saturating_add(len)) {
+                return Err(corrupt(format!(
+                    "row group {g} column {} claims {len} bytes at offset {start} in a file of \
+                     {file_len} bytes",
+                    c.column_path()
+                )));
+            }
+        }
+    }
+    if rows != claimed {
+        return Err(corrupt(format!(
+            "the footer claims {claimed} rows, its row groups {rows}"
+        )));
+    }
+    Ok(())
 }
 
 /// A file whose metadata and data disagree.

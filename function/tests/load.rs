@@ -507,3 +507,50 @@ fn empty_and_corrupt_files_are_refused() {
         "ReadParquet"
     );
 }
+
+/// A footer whose figures the file cannot hold is refused before anything is sized by it:
+/// without the check, `2^40` claimed rows reserve terabytes and abort the process.
+#[test]
+fn crafted_footers_are_refused_before_anything_is_sized_by_them() {
+    use common::footer::{claim_rows, rewrite_footer};
+
+    let good = parquet(good_columns(), 2);
+    // The helper leaves a good file good when nothing is edited.
+    assert_eq!(
+        load(rewrite_footer(&good, |m| m)).expect("rewritten").len(),
+        3
+    );
+    let groups = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&good)
+        .expect("metadata")
+        .num_row_groups() as i64;
+    assert_eq!(groups, 2);
+
+    // (The footer writer sums the row groups into the file's count, so a file count that
+    // disagrees with its groups cannot be written this way; the loader checks that too.)
+    let cases: Vec<(Bytes, &str)> = vec![
+        (
+            rewrite_footer(&good, |m| claim_rows(m, &[1 << 40, 1 << 40])),
+            "the footer claims 2199023255552 rows in a file of",
+        ),
+        (
+            rewrite_footer(&good, |m| claim_rows(m, &[-1, 4])),
+            "row group 0 claims -1 rows",
+        ),
+        (
+            rewrite_footer(&good, |m| claim_rows(m, &[-3, -3])),
+            "the footer claims -6 rows",
+        ),
+    ];
+    for (file, expected) in cases {
+        match load(file) {
+            Err(LoadError::ReadParquet(e)) => {
+                assert!(
+                    e.to_string().contains(expected),
+                    "{e} (expected: {expected})"
+                );
+            }
+            other => panic!("{expected}: {other:?}"),
+        }
+    }
+}

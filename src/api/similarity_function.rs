@@ -279,6 +279,14 @@ pub struct CatalogSpec {
     #[schemars(regex(pattern = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"))]
     pub uri: String,
 
+    /// AWS account that must own the catalog's bucket (12 digits). The handler sends it as
+    /// `ExpectedBucketOwner` on its catalog read, so a bucket of the same name owned by anyone
+    /// else (after the bucket was deleted and its name taken) is refused with 403, never loaded.
+    /// Default: the function's own account; set it for a catalog in another account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{12}$"))]
+    pub bucket_owner: Option<String>,
+
     /// Length of every embedding vector in the catalog: 256, 384, 1024 or 3072, the sizes the
     /// embedding model produces and the handler serves (queries and catalog must match).
     #[schemars(extend("enum" = [256, 384, 1024, 3072]))]

@@ -1319,3 +1319,24 @@ def test_invoke_without_the_runtime_interface_emulator_is_a_clear_error(tmp_path
     finally:
         process.kill()
         process.wait()
+
+
+def test_object_reads_with_another_expected_bucket_owner_are_access_denied(endpoint):
+    s3 = client(endpoint, "s3")
+    bucket = unique("owner-check")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="catalog.parquet", Body=b"bytes")
+    owner = "123456789012"
+    assert s3.get_object(Bucket=bucket, Key="catalog.parquet", ExpectedBucketOwner=owner)[
+        "Body"
+    ].read() == b"bytes"
+    s3.head_object(Bucket=bucket, Key="catalog.parquet", ExpectedBucketOwner=owner)
+    for call in (s3.get_object, s3.head_object):
+        with pytest.raises(s3.exceptions.ClientError) as refused:
+            call(Bucket=bucket, Key="catalog.parquet", ExpectedBucketOwner="210987654321")
+        error = refused.value.response["Error"]
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        if call is s3.get_object:
+            assert error["Code"] == "AccessDenied"
+    # Without the condition nothing changes.
+    assert s3.get_object(Bucket=bucket, Key="catalog.parquet")["Body"].read() == b"bytes"

@@ -1,6 +1,8 @@
 //! Test fixtures: deterministic random catalogs and a naive reference search.
 #![allow(dead_code)]
 
+pub mod footer;
+
 use lmi_similarity::{Catalog, Engine, EngineOptions, Hit, Storage};
 
 /// splitmix64: deterministic, no dependency.

@@ -35,6 +35,23 @@ async fn a_file_that_is_not_a_catalog_is_an_init_error() {
     assert_eq!(e.error_type, "CatalogInvalid");
 }
 
+/// A catalog whose footer claims more rows than its file can hold is an init error reported to
+/// the runtime (`/init/error`), not an allocation failure that aborts the process unreported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_whose_footer_claims_a_trillion_rows_is_an_init_error() {
+    let products = fixture::products(2, 40, DIM);
+    let good = bytes::Bytes::from(fixture::parquet(&products, DIM));
+    let crafted = crate::footer::rewrite_footer(&good, |m| {
+        let groups = vec![1_i64 << 40; m.num_row_groups()];
+        crate::footer::claim_rows(m, &groups)
+    });
+    let path = fixture::temp_dir("crafted-footer").join("catalog.parquet");
+    std::fs::write(&path, &crafted).expect("write");
+    let e = Function::init_failure(base_env(&path.to_string_lossy(), "http://127.0.0.1:9")).await;
+    assert_eq!(e.error_type, "CatalogInvalid", "{}", e.log);
+    assert!(e.message.contains("rows in a file of"), "{}", e.message);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_environment_is_an_init_error_naming_every_variable() {
     let path = fixture::catalog_file(&fixture::products(1, 20, DIM), DIM);

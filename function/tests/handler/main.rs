@@ -6,6 +6,8 @@ mod arm64;
 mod bedrock;
 mod errors;
 mod fixture;
+#[path = "../common/footer.rs"]
+mod footer;
 mod hostile;
 mod init;
 mod queries;

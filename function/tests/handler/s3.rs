@@ -37,7 +37,12 @@ async fn a_catalog_in_s3_is_streamed_in_and_served() {
         .await
         .expect("put catalog");
 
-    let f = Function::ready(s3_env(&aws, "s3://catalogs/prod/products.parquet")).await;
+    // The bucket's owner is checked on the read (ExpectedBucketOwner): moto's account reads it.
+    let f = Function::ready(with(
+        s3_env(&aws, "s3://catalogs/prod/products.parquet"),
+        &[("LMI_CATALOG_BUCKET_OWNER", lmi_test_support::ACCOUNT_ID)],
+    ))
+    .await;
     let p = &products[1234];
     let r = f
         .invoke(&json!({"productId": p.id, "topK": 8, "categories": [p.category]}))
@@ -90,4 +95,13 @@ async fn a_catalog_in_s3_is_streamed_in_and_served() {
             && e.message.contains("restore"),
         "{e:?}"
     );
+
+    // A bucket of that name owned by another account than the one the function expects (the
+    // name was deleted and taken): S3 refuses the read, and nothing is loaded from it.
+    let e = Function::init_failure(with(
+        s3_env(&aws, "s3://catalogs/prod/products.parquet"),
+        &[("LMI_CATALOG_BUCKET_OWNER", "210987654321")],
+    ))
+    .await;
+    assert_eq!(e.error_type, "CatalogAccessDenied", "{e:?}");
 }

@@ -20,6 +20,8 @@ pub const HANDLER: &str = "bootstrap";
 pub mod env {
     /// `s3://bucket/key` of the catalog.
     pub const CATALOG_URI: &str = "LMI_CATALOG_URI";
+    /// Account that must own the catalog's bucket (`ExpectedBucketOwner` on the handler's read).
+    pub const CATALOG_BUCKET_OWNER: &str = "LMI_CATALOG_BUCKET_OWNER";
     /// Bedrock model id for query embeddings (only set when the spec names one).
     pub const EMBEDDING_MODEL_ID: &str = "LMI_EMBEDDING_MODEL_ID";
     /// Length of the catalog's (and the queries') vectors.
@@ -88,13 +90,20 @@ pub enum DesiredCode {
 }
 
 /// The environment the handler gets: the user's variables and the operator's `LMI_*` ones.
-pub fn environment(spec: &SimilarityFunctionSpec) -> BTreeMap<String, String> {
+pub fn environment(
+    spec: &SimilarityFunctionSpec,
+    account: Option<&str>,
+) -> BTreeMap<String, String> {
     let mut vars: BTreeMap<String, String> = spec
         .environment
         .iter()
         .map(|e| (e.name.clone(), e.value.clone()))
         .collect();
     vars.insert(env::CATALOG_URI.into(), spec.catalog.uri.clone());
+    // The catalog's bucket must belong to the named account, else the function's own.
+    if let Some(owner) = spec.catalog.bucket_owner.as_deref().or(account) {
+        vars.insert(env::CATALOG_BUCKET_OWNER.into(), owner.to_owned());
+    }
     vars.insert(
         env::EMBEDDING_DIMENSIONS.into(),
         spec.catalog.dimensions.to_string(),
@@ -110,6 +119,56 @@ pub fn environment(spec: &SimilarityFunctionSpec) -> BTreeMap<String, String> {
     vars
 }
 
+/// The largest event a synchronous invocation delivers (Lambda's 6 MB payload limit, as the
+/// handler counts it). The runtime client holds each in-flight event whole, so a burst of
+/// maximum-size requests holds up to this much per invocation slot.
+pub const MAX_EVENT_BYTES: u64 = 6 * 1024 * 1024;
+
+/// Lambda's default invocations per execution environment for Rust: 8 per vCPU (the field's
+/// documentation in the CRD).
+const DEFAULT_CONCURRENCY_PER_VCPU: u64 = 8;
+
+/// The warning for a function whose invocation slots, each holding a maximum-size event, could
+/// take more than a quarter of an execution environment's memory (the rest is the catalog, the
+/// scan and the runtime): a burst of large (or hostile) requests could then run it out of
+/// memory and fail every in-flight invocation. `None` when the headroom is ample.
+pub fn request_memory_warning(spec: &SimilarityFunctionSpec) -> Option<String> {
+    let memory = u64::try_from(spec.memory_mib).ok()? * 1024 * 1024;
+    let per_vcpu = u64::try_from(spec.memory_gi_b_per_v_cpu).ok()?.max(1) * 1024 * 1024 * 1024;
+    let (slots, given) = match spec.max_concurrency_per_environment {
+        Some(n) => (u64::try_from(n).ok()?, true),
+        None => (
+            (memory / per_vcpu).max(1) * DEFAULT_CONCURRENCY_PER_VCPU,
+            false,
+        ),
+    };
+    let worst = slots * MAX_EVENT_BYTES;
+    if worst * 4 <= memory {
+        return None;
+    }
+    let mib = |b: u64| b / (1024 * 1024);
+    Some(format!(
+        "{slots} invocation slots{} × 6 MiB (the largest event Lambda delivers) = {} MiB of \
+         in-flight requests, more than a quarter of memoryMiB {}: a burst of maximum-size \
+         requests could run an execution environment out of memory beside the catalog; lower \
+         maxConcurrencyPerEnvironment or raise memoryMiB",
+        if given {
+            " (maxConcurrencyPerEnvironment)"
+        } else {
+            " (Lambda's default, 8 per vCPU)"
+        },
+        mib(worst),
+        spec.memory_mib
+    ))
+}
+
+/// The account in an ARN (`arn:partition:service:region:ACCOUNT:...`), when it is one.
+pub fn account_of(arn: &str) -> Option<&str> {
+    arn.split(':')
+        .nth(4)
+        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The configuration `$LATEST` should have.
 pub fn config(spec: &SimilarityFunctionSpec, admitted: &Admitted) -> FunctionConfig {
     FunctionConfig {
@@ -120,7 +179,7 @@ pub fn config(spec: &SimilarityFunctionSpec, admitted: &Admitted) -> FunctionCon
         timeout_seconds: Some(spec.timeout_seconds),
         role_arn: spec.role_arn.clone(),
         description: spec.description.clone().filter(|d| !d.is_empty()),
-        environment: environment(spec),
+        environment: environment(spec, account_of(&admitted.provider_arn)),
         capacity_provider_arn: Some(admitted.provider_arn.clone()),
         max_concurrency: spec.max_concurrency_per_environment,
         memory_gib_per_vcpu: Some(f64::from(spec.memory_gi_b_per_v_cpu)),
@@ -278,10 +337,11 @@ mod tests {
             value: "debug".into(),
         }];
         s.search.precision = Precision::Int8;
-        let vars = environment(&s);
+        let vars = environment(&s, Some("123456789012"));
         assert_eq!(
             vars,
             BTreeMap::from([
+                ("LMI_CATALOG_BUCKET_OWNER".into(), "123456789012".into()),
                 (
                     "LMI_CATALOG_URI".into(),
                     "s3://catalogs/products.parquet".into()
@@ -297,12 +357,56 @@ mod tests {
             dimensions: 1024,
         });
         s.search.precision = Precision::Float32;
-        let vars = environment(&s);
+        let vars = environment(&s, None);
         assert_eq!(
             vars["LMI_EMBEDDING_MODEL_ID"],
             "amazon.nova-2-multimodal-embeddings-v1:0"
         );
         assert_eq!(vars["LMI_INT8"], "false");
+    }
+
+    #[test]
+    fn large_request_bursts_that_could_exhaust_memory_are_warned_about() {
+        let mut s = spec();
+        // 4096 MiB, 2 GiB per vCPU: 2 vCPUs, Lambda's 16 slots, 96 MiB: ample.
+        s.memory_mib = 4096;
+        s.memory_gi_b_per_v_cpu = 2;
+        assert_eq!(request_memory_warning(&s), None);
+        // 200 slots × 6 MiB = 1200 MiB > 1024 MiB (a quarter of 4096).
+        s.max_concurrency_per_environment = Some(200);
+        let w = request_memory_warning(&s).expect("warned");
+        assert!(
+            w.contains("200 invocation slots (maxConcurrencyPerEnvironment)")
+                && w.contains("1200 MiB")
+                && w.contains("memoryMiB 4096"),
+            "{w}"
+        );
+        // The same slots with more memory: ample again.
+        s.memory_mib = 8192;
+        assert_eq!(request_memory_warning(&s), None);
+        // Lambda's default of 8 per vCPU on many small vCPUs... still ample: 16 vCPUs at 2 GiB.
+        s.max_concurrency_per_environment = None;
+        s.memory_mib = 32768;
+        assert_eq!(request_memory_warning(&s), None);
+        // 1600 slots on 32 GiB: 9600 MiB > 8192 MiB.
+        s.max_concurrency_per_environment = Some(1600);
+        assert!(request_memory_warning(&s).is_some());
+    }
+
+    #[test]
+    fn the_catalog_bucket_must_belong_to_the_functions_account_unless_the_spec_names_one() {
+        let c = config(&spec(), &admitted());
+        assert_eq!(c.environment["LMI_CATALOG_BUCKET_OWNER"], "123456789012");
+        let mut s = spec();
+        s.catalog.bucket_owner = Some("210987654321".into());
+        let c = config(&s, &admitted());
+        assert_eq!(c.environment["LMI_CATALOG_BUCKET_OWNER"], "210987654321");
+        assert_eq!(
+            account_of("arn:aws:lambda:us-east-1:123456789012:function:f"),
+            Some("123456789012")
+        );
+        assert_eq!(account_of("arn:aws:s3:::bucket"), None);
+        assert_eq!(account_of("not an arn"), None);
     }
 
     #[test]

@@ -325,6 +325,14 @@ async fn publish(
         )
         .await;
     }
+    // A new version whose request bursts could exhaust its memory: said once, when it is
+    // published (the handler's README, "Limits, and what a request costs").
+    if changes.iter().any(|c| c.reason == "PublishedVersion")
+        && let Some(warning) = desired::request_memory_warning(&sf.spec)
+    {
+        ctx.event(&object, true, "RequestMemoryHeadroom", action, warning)
+            .await;
+    }
     publish_condition_events(sf, ctx, &conditions).await;
     status.conditions = conditions.into_vec();
     report::patch(&api(sf, ctx), sf, &status).await?;

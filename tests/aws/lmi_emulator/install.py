@@ -20,6 +20,7 @@ from . import (
     function_config,
     function_state,
     invoke,
+    s3_owner,
     scaling_config,
     tags,
 )
@@ -54,4 +55,5 @@ def install() -> None:
     function_config.install()
     tags.install()
     invoke.install()
+    s3_owner.install()
     moto_api_urls.url_paths.update(control.URL_PATHS)

@@ -100,6 +100,11 @@ pub struct Config {
     /// Multimodal Embeddings. Unset when the function has no embedding model: it then answers
     /// queries by `vector` and `productId` only.
     pub model_id: Option<String>,
+    /// `LMI_CATALOG_BUCKET_OWNER`: the account that must own the catalog's bucket, sent as
+    /// `ExpectedBucketOwner` on every catalog read (S3 refuses the read with 403 when another
+    /// account owns the bucket, e.g. after the bucket name was deleted and taken by someone
+    /// else). The operator sets it; unset, reads do not check the owner.
+    pub catalog_bucket_owner: Option<String>,
     /// `LMI_EMBEDDING_DIMENSIONS`: the catalog's and the query embeddings' dimension.
     pub dimensions: usize,
     /// `LMI_MAX_TOP_K`: the largest `topK` a request may ask for.
@@ -161,6 +166,17 @@ impl Config {
             Some(v) => Some(v),
         };
 
+        let catalog_bucket_owner =
+            match get("LMI_CATALOG_BUCKET_OWNER").map(|v| v.trim().to_owned()) {
+                None => None,
+                Some(v) if v.len() == 12 && v.bytes().all(|b| b.is_ascii_digit()) => Some(v),
+                Some(v) => {
+                    problems.push(format!(
+                        "LMI_CATALOG_BUCKET_OWNER '{v}' is not a 12-digit AWS account id"
+                    ));
+                    None
+                }
+            };
         let catalog = catalog.and_then(|raw| {
             CatalogUri::parse(&raw)
                 .map_err(|e| problems.push(format!("LMI_CATALOG_URI {e}")))
@@ -246,6 +262,7 @@ impl Config {
             {
                 Ok(Config {
                     catalog,
+                    catalog_bucket_owner,
                     model_id,
                     dimensions,
                     max_top_k,
@@ -389,6 +406,18 @@ mod tests {
         assert!(c.int8);
         assert_eq!(c.bedrock.attempt_timeout, Duration::from_millis(2500));
         assert_eq!(c.bedrock.max_attempts, 2);
+        assert_eq!(c.catalog_bucket_owner, None);
+        let c = Config::from_lookup(env(&[("LMI_CATALOG_BUCKET_OWNER", " 123456789012 ")]))
+            .expect("valid");
+        assert_eq!(c.catalog_bucket_owner.as_deref(), Some("123456789012"));
+        for bad in ["12345", "12345678901a", "arn:aws:iam::123456789012:root"] {
+            let err =
+                Config::from_lookup(env(&[("LMI_CATALOG_BUCKET_OWNER", bad)])).expect_err(bad);
+            assert!(
+                err.to_string().contains("LMI_CATALOG_BUCKET_OWNER"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

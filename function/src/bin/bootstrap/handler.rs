@@ -18,7 +18,7 @@ use bytes::Bytes;
 use lambda_runtime::{Context, Diagnostic};
 use lmi_similarity::{Engine, Hit, Query, QueryError};
 use serde_json::{Map, Value, json};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::config::Config;
@@ -114,8 +114,14 @@ impl App {
         self.inner.fatal.notified().await;
     }
 
-    /// Answers one invocation whose body is `body`.
-    pub async fn invoke(&self, body: Bytes, context: Context) -> Result<Value, FunctionError> {
+    /// Answers one invocation whose event is `body`; `slot` (a large event's read slot, see
+    /// [`crate::runtime`]) is given back with the event once the request is parsed.
+    pub async fn invoke(
+        &self,
+        body: Bytes,
+        context: Context,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<Value, FunctionError> {
         let span = tracing::info_span!(
             "invocation",
             requestId = %context.request_id,
@@ -123,7 +129,7 @@ impl App {
         );
         let deadline = deadline(&context);
         self.inner
-            .handle(&body, &context.request_id, deadline)
+            .handle(body, slot, &context.request_id, deadline)
             .instrument(span)
             .await
     }
@@ -141,10 +147,19 @@ fn deadline(context: &Context) -> Option<Instant> {
     Some(Instant::now() + left)
 }
 
+/// What an event asks, once parsed.
+enum Parsed {
+    /// A direct invocation's request.
+    Direct(Prepared),
+    /// An HTTP event's request (or the HTTP error it gets).
+    Http(Result<Prepared, ApiError>),
+}
+
 impl Inner {
     async fn handle(
         &self,
-        body: &[u8],
+        body: Bytes,
+        slot: Option<OwnedSemaphorePermit>,
         request_id: &str,
         deadline: Option<Instant>,
     ) -> Result<Value, FunctionError> {
@@ -158,23 +173,33 @@ impl Inner {
                 request_id: request_id.to_owned(),
             }
         };
-        let prepared = match request::parse_event(body, catalog, max_top_k).map_err(&fail)? {
-            Event::Direct(prepared) => prepared,
+        let parsed = request::parse_event(&body, catalog, max_top_k).map(|event| match event {
+            Event::Direct(prepared) => Parsed::Direct(prepared),
             Event::Http { method, fields } => {
-                let answer = match http::request(&method, &fields, catalog, max_top_k) {
+                Parsed::Http(http::request(&method, &fields, catalog, max_top_k))
+            }
+        });
+        // The event (and its large-event slot) is given back before any Bedrock call or scan:
+        // the request owns what it needs.
+        drop(body);
+        drop(slot);
+        match parsed.map_err(&fail)? {
+            Parsed::Direct(prepared) => self
+                .bounded(prepared, started, request_id, deadline)
+                .await
+                .map_err(&fail),
+            Parsed::Http(request) => {
+                let answer = match request {
                     Ok(prepared) => self.bounded(prepared, started, request_id, deadline).await,
                     Err(e) => Err(e),
                 };
                 let response = answer.map(|body| http::response(200, &body)).and_then(fits);
-                return Ok(response.unwrap_or_else(|e| {
+                Ok(response.unwrap_or_else(|e| {
                     self.record_error(&e, request_id);
                     http::response(e.status, &e.body(request_id))
-                }));
+                }))
             }
-        };
-        self.bounded(prepared, started, request_id, deadline)
-            .await
-            .map_err(&fail)
+        }
     }
 
     /// [`Inner::answer`] within the invocation's deadline less [`ANSWER_MARGIN`].

@@ -6,8 +6,8 @@
 //! Bedrock client ([`embed`]). Any failure is reported to the Runtime API's `/init/error` with
 //! a specific `errorType`, and the process exits.
 //!
-//! Then `lambda_runtime::run_concurrent` polls for invocations with
-//! `AWS_LAMBDA_MAX_CONCURRENCY` workers sharing one [`handler::App`]; each invocation is
+//! Then [`runtime`] polls for invocations with `AWS_LAMBDA_MAX_CONCURRENCY` workers sharing one
+//! [`handler::App`] (large events are read a few at a time); each invocation is
 //! answered by [`handler`] (request API in [`request`], HTTP events in [`http`], metrics in
 //! [`metrics`]).
 
@@ -17,22 +17,21 @@ mod config;
 mod embed;
 mod handler;
 mod http;
-mod invocation;
 mod metrics;
 mod request;
+mod runtime;
 mod source;
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use aws_config::BehaviorVersion;
-use lambda_runtime::{Diagnostic, LambdaEvent, Runtime, service_fn};
+use lambda_runtime::Diagnostic;
 use lmi_similarity::{Engine, EngineOptions};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{CatalogUri, Config, ConfigError};
 use crate::handler::App;
-use crate::invocation::Bodies;
 use crate::source::CatalogError;
 
 /// Why init failed; the variant decides the `errorType` Lambda records.
@@ -78,20 +77,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The handler reads each body itself (see `invocation`): lambda_runtime hands it `()`.
     let failed = app.clone();
-    let bodies = Bodies::default();
-    let taken = bodies.clone();
-    let service = service_fn(move |event: LambdaEvent<()>| {
-        let app = app.clone();
-        let body = taken.take(&event.context.request_id);
-        async move { app.invoke(body, event.context).await }
-    });
-    let runtime = Runtime::new(service)
-        .layer(bodies.layer())
-        .layer(lambda_runtime::layers::TracingLayer::new());
+    let slots = std::env::var("AWS_LAMBDA_MAX_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(1);
     tokio::select! {
-        stopped = runtime.run_concurrent() => match stopped {
+        stopped = runtime::run(app, slots) => match stopped {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "runtime stopped");

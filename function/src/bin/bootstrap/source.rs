@@ -142,7 +142,8 @@ pub async fn load(
                     detail: "no S3 client".into(),
                 });
             };
-            let bytes = download(s3, bucket, key, &uri).await?;
+            let owner = config.catalog_bucket_owner.as_deref();
+            let bytes = download(s3, bucket, key, owner, &uri).await?;
             timings.bytes = bytes.len() as u64;
             timings.download_ms = ms(started);
             blocking(move || Catalog::from_parquet_bytes(bytes, &options), &uri).await?
@@ -201,6 +202,7 @@ async fn download(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
+    expected_owner: Option<&str>,
     uri: &str,
 ) -> Result<Bytes, CatalogError> {
     let failed = |detail: String| CatalogError::Download {
@@ -211,6 +213,7 @@ async fn download(
         .get_object()
         .bucket(bucket)
         .key(key)
+        .set_expected_bucket_owner(expected_owner.map(str::to_owned))
         .send()
         .await
         .map_err(|e| get_error(e, uri))?;

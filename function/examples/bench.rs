@@ -13,7 +13,8 @@
 //!   Instances mode, 8 slots) answering vector queries, client-observed p50/p99 at each client
 //!   count, next to the handler's own search time and the in-process engine's time for the same
 //!   queries.
-//! - `hostile --dir D --zip Z --threads T [--concurrency C] [--rounds R] [--size BYTES]`: the
+//! - `hostile --dir D --zip Z --threads T [--concurrency C] [--rounds R] [--size BYTES]
+//!   [--large-slots N]`: the
 //!   memory a burst of maximum-size hostile requests costs the handler under the emulator (C
 //!   slots, C requests at once, R rounds): peak RSS growth of `bootstrap` over its warm RSS
 //!   (VmHWM after resetting it through /proc/PID/clear_refs), against the catalog matrix's size,
@@ -649,8 +650,20 @@ fn handler(f: &Flags) -> Res<Value> {
 
 // ---- hostile requests: the memory they cost ---------------------------------------------------
 
-/// `bootstrap`'s pid: the process whose command line is the package's `/var/task/bootstrap`.
+/// `bootstrap`'s pid: the newest process (by start time) whose command line is the package's
+/// `/var/task/bootstrap` (the runtime is in its own process group, so an emulator killed
+/// elsewhere can leave an older one behind).
 fn bootstrap_pid() -> Option<u32> {
+    let started = |pid: u32| -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Field 22 (starttime), counted after the parenthesised command name.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(19)?
+            .parse()
+            .ok()
+    };
     std::fs::read_dir("/proc")
         .ok()?
         .filter_map(Result::ok)
@@ -659,7 +672,7 @@ fn bootstrap_pid() -> Option<u32> {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|c| c.starts_with(b"/var/task/bootstrap"))
         })
-        .max()
+        .max_by_key(|&pid| started(pid).unwrap_or(0))
 }
 
 /// A `/proc/PID/status` field in bytes (`VmRSS`, `VmHWM`).
@@ -682,6 +695,7 @@ fn hostile(f: &Flags) -> Res<Value> {
     let concurrency = f.usize("concurrency", 64);
     let rounds = f.usize("rounds", 3);
     let size = f.usize("size", 6_000_000);
+    let large_slots = f.str("large-slots", "");
     let catalog_path = dir.join("catalog.parquet");
     let (_, dim, qdata) = read_npy(&dir.join("queries.npy"))?;
     let rows =
@@ -707,8 +721,10 @@ fn hostile(f: &Flags) -> Res<Value> {
             ("LMI_EMBEDDING_DIMENSIONS", &dim.to_string()),
             ("LMI_SCAN_THREADS", &threads.to_string()),
             ("AWS_LAMBDA_LOG_LEVEL", "error"),
+            ("LMI_LARGE_EVENT_SLOTS", &large_slots),
         ]
         .into_iter()
+        .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect(),
         concurrency: concurrency as u32,

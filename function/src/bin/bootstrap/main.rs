@@ -82,8 +82,14 @@ async fn main() -> ExitCode {
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(1);
+    let large_slots = std::env::var("LMI_LARGE_EVENT_SLOTS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(runtime::LARGE_EVENT_SLOTS);
+    let run = runtime::run(app, slots, large_slots);
+    tokio::pin!(run);
     tokio::select! {
-        stopped = runtime::run(app, slots) => match stopped {
+        stopped = &mut run => match stopped {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "runtime stopped");
@@ -98,7 +104,8 @@ async fn main() -> ExitCode {
                 "the search engine failed: exiting so that Lambda replaces this execution \
                  environment"
             );
-            tokio::time::sleep(EXIT_GRACE).await;
+            // The workers keep running meanwhile (dropping `run` would abort them mid-post).
+            let _ = tokio::time::timeout(EXIT_GRACE, &mut run).await;
             ExitCode::FAILURE
         }
     }

@@ -16,7 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Limited};
+use bytes::Bytes;
+use http_body_util::BodyExt;
 use lambda_runtime::{Config, Context, Diagnostic};
 use lambda_runtime_api_client::body::Body;
 use lambda_runtime_api_client::{Client, build_request};
@@ -30,19 +31,38 @@ use crate::request::{ApiError, MAX_REQUEST_BYTES};
 /// below it.
 pub const LARGE_EVENT_BYTES: u64 = 128 * 1024;
 
-/// Large events read and parsed at once. Each costs at most its size twice over (the event and,
-/// for an escaped string, its unescaped copy) while it is parsed; an image that passes the checks
-/// keeps only its base64 for the Bedrock call.
-pub const LARGE_EVENT_SLOTS: usize = 2;
+/// Large events read and parsed at once by default (`LMI_LARGE_EVENT_SLOTS`). Each costs about
+/// twice its size while it is parsed (the event and, for an escaped string, its unescaped copy;
+/// parsing one takes milliseconds); an image that passes the checks then keeps only its base64
+/// for the Bedrock call.
+pub const LARGE_EVENT_SLOTS: usize = 1;
+
+/// The most a Runtime API connection reads ahead of the handler (hyper's read buffer;
+/// lambda_runtime_api_client sets 1 MiB). A worker waiting for a large-event slot leaves its
+/// event's body on the socket; with 1 MiB, 63 waiting slots buffered up to 63 MiB of events
+/// nobody was reading yet. `/next`'s headers are a few hundred bytes.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 /// How long a worker waits before polling `/next` again after the Runtime API failed it.
 const RETRY_NEXT: Duration = Duration::from_millis(100);
 
-/// Runs `slots` workers until every one has stopped (which only an unusable Runtime API does).
-pub async fn run(app: App, slots: usize) -> Result<(), lambda_runtime::Error> {
-    let client = Arc::new(Client::builder().build()?);
+/// Consecutive failed polls after which a worker stops (about 5 s of an unreachable Runtime API:
+/// the environment is gone, and a runtime polling it forever would be an orphan).
+const MAX_FAILED_POLLS: u32 = 50;
+
+/// Runs `slots` workers, `large_slots` of which may read a large event at once, until every one
+/// has stopped (which only an unusable Runtime API does).
+pub async fn run(app: App, slots: usize, large_slots: usize) -> Result<(), lambda_runtime::Error> {
+    let mut client = Client::builder().build()?;
+    client.client = {
+        let mut builder =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
+        builder.http1_max_buf_size(READ_BUFFER_BYTES);
+        builder.build(hyper_util::client::legacy::connect::HttpConnector::new())
+    };
+    let client = Arc::new(client);
     let config = Arc::new(Config::from_env());
-    let large = Arc::new(Semaphore::new(LARGE_EVENT_SLOTS));
+    let large = Arc::new(Semaphore::new(large_slots.max(1)));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..slots.max(1) {
         workers.spawn(worker(
@@ -63,6 +83,7 @@ pub async fn run(app: App, slots: usize) -> Result<(), lambda_runtime::Error> {
 
 /// One invocation slot: `/next`, answer, post, forever.
 async fn worker(app: App, client: Arc<Client>, config: Arc<Config>, large: Arc<Semaphore>) {
+    let mut failed_polls = 0;
     loop {
         let next = build_request()
             .method("GET")
@@ -75,6 +96,18 @@ async fn worker(app: App, client: Arc<Client>, config: Arc<Config>, large: Arc<S
                 return;
             }
         };
+        failed_polls = if response.is_ok() {
+            0
+        } else {
+            failed_polls + 1
+        };
+        if failed_polls >= MAX_FAILED_POLLS {
+            tracing::error!(
+                failed_polls,
+                "the Runtime API has been unreachable for {MAX_FAILED_POLLS} polls; stopping"
+            );
+            return;
+        }
         let response = match response {
             Ok(response) if response.status().is_success() => response,
             Ok(response) => {
@@ -126,24 +159,9 @@ async fn worker(app: App, client: Arc<Client>, config: Arc<Config>, large: Arc<S
         } else {
             None
         };
-        // Never more than the payload limit (plus one byte, to tell "over" from "at").
-        let body = match Limited::new(body, MAX_REQUEST_BYTES + 1).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) => {
-                let error = if e.is::<http_body_util::LengthLimitError>() {
-                    ApiError::client(
-                        413,
-                        "PayloadTooLarge",
-                        None,
-                        format!(
-                            "the event is over Lambda's {MAX_REQUEST_BYTES}-byte (6 MB) \
-                             invocation payload limit"
-                        ),
-                    )
-                } else {
-                    ApiError::server(502, "InvalidInvocation", "the event could not be read")
-                        .with_detail(e.to_string())
-                };
+        let body = match read_body(body, length).await {
+            Ok(body) => body,
+            Err(error) => {
                 reply.error(&error).await;
                 continue;
             }
@@ -167,6 +185,43 @@ async fn worker(app: App, client: Arc<Client>, config: Arc<Config>, large: Arc<S
             }
         }
     }
+}
+
+/// An event's body, read frame by frame into one buffer sized from `Content-Length` (no second
+/// copy), and never more than the payload limit.
+async fn read_body(
+    mut body: hyper::body::Incoming,
+    length: Option<u64>,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::client(
+            413,
+            "PayloadTooLarge",
+            None,
+            format!(
+                "the event is over Lambda's {MAX_REQUEST_BYTES}-byte (6 MB) invocation payload \
+                 limit"
+            ),
+        )
+    };
+    let expected = length.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    if expected > MAX_REQUEST_BYTES {
+        return Err(too_large());
+    }
+    let mut buffer = Vec::with_capacity(expected);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::server(502, "InvalidInvocation", "the event could not be read")
+                .with_detail(e.to_string())
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > MAX_REQUEST_BYTES {
+                return Err(too_large());
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(buffer))
 }
 
 /// Posts one invocation's answer.

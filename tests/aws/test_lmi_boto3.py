@@ -1340,3 +1340,33 @@ def test_object_reads_with_another_expected_bucket_owner_are_access_denied(endpo
             assert error["Code"] == "AccessDenied"
     # Without the condition nothing changes.
     assert s3.get_object(Bucket=bucket, Key="catalog.parquet")["Body"].read() == b"bytes"
+
+
+def test_create_vpc_endpoint_is_idempotent_by_client_token(endpoint, network):
+    ec2 = client(endpoint, "ec2")
+    vpc = ec2.describe_subnets(SubnetIds=network["subnets"][:1])["Subnets"][0]["VpcId"]
+    request = dict(
+        VpcId=vpc,
+        ServiceName="com.amazonaws.us-east-1.lambda",
+        VpcEndpointType="Interface",
+        SubnetIds=network["subnets"],
+        SecurityGroupIds=[network["group"]],
+        PrivateDnsEnabled=True,
+        ClientToken=unique("token"),
+    )
+    first = ec2.create_vpc_endpoint(**request)["VpcEndpoint"]["VpcEndpointId"]
+    # A retry after a lost answer: the same endpoint, not a second one.
+    again = ec2.create_vpc_endpoint(**request)["VpcEndpoint"]["VpcEndpointId"]
+    assert again == first
+    endpoints = ec2.describe_vpc_endpoints(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}]
+    )["VpcEndpoints"]
+    assert [e["VpcEndpointId"] for e in endpoints].count(first) == 1
+    assert len([e for e in endpoints if e["ServiceName"] == request["ServiceName"]]) == 1
+    # The same token for another request is refused.
+    with pytest.raises(ec2.exceptions.ClientError) as refused:
+        ec2.create_vpc_endpoint(**{**request, "SubnetIds": network["subnets"][:1]})
+    assert refused.value.response["Error"]["Code"] == "IdempotentParameterMismatch"
+    # Without a token (or with a new one) each call creates an endpoint, as before.
+    other = ec2.create_vpc_endpoint(**{**request, "ClientToken": unique("token")})
+    assert other["VpcEndpoint"]["VpcEndpointId"] != first

@@ -17,6 +17,7 @@ from moto.moto_api._internal import urls as moto_api_urls
 from . import (
     capacity_providers,
     control,
+    ec2_idempotency,
     function_config,
     function_state,
     invoke,
@@ -56,4 +57,5 @@ def install() -> None:
     tags.install()
     invoke.install()
     s3_owner.install()
+    ec2_idempotency.install()
     moto_api_urls.url_paths.update(control.URL_PATHS)

@@ -11,6 +11,8 @@
 //!   race the chaos test found — is refused by Lambda, retried, and never served as the spec.
 //! - [`stall`]: an AWS endpoint that accepts connections and never answers; the operator stays
 //!   live, reports the timeouts, and converges once AWS answers again.
+//! - [`idempotency`]: a create whose answer is lost after AWS acted on it (the SDK retries)
+//!   leaves one resource, not two.
 //! - [`bad_input`]: specs the schema accepts but AWS cannot serve, each refused with a clear
 //!   condition, nothing created, and a bounded number of AWS calls while it waits.
 //!
@@ -24,6 +26,7 @@ mod harness;
 mod bad_input;
 mod chaos;
 mod crash;
+mod idempotency;
 mod inventory;
 mod races;
 mod stall;

@@ -25,6 +25,9 @@ pub enum Fault {
     /// The caller's credentials expired (HTTP 403): Lambda `ExpiredTokenException`, EC2
     /// `RequestExpired`, other query services `ExpiredToken`.
     ExpiredToken,
+    /// The request is forwarded (AWS acts on it) and the connection is reset before the answer
+    /// reaches the client: a retry must not do the work twice.
+    LostResponse,
 }
 
 /// How often each fault hits, with a seed so a run can be repeated. Shares are fractions of
@@ -113,8 +116,8 @@ impl FaultPlan {
     }
 }
 
-/// The error response for `fault` (not [`Fault::ConnectionReset`] nor [`Fault::Stall`], which
-/// have none) in the format of `service`.
+/// The error response for `fault` (not [`Fault::ConnectionReset`], [`Fault::Stall`] nor
+/// [`Fault::LostResponse`], which have none) in the format of `service`.
 pub(crate) fn error_response(service: &str, fault: Fault) -> Response<Full<Bytes>> {
     match service {
         "lambda" => lambda_error(fault),
@@ -130,7 +133,7 @@ fn lambda_error(fault: Fault) -> Response<Full<Bytes>> {
             "TooManyRequestsException",
             r#"{"Type":"User","message":"Rate exceeded","Reason":"CallerRateLimitExceeded"}"#,
         ),
-        Fault::InternalError | Fault::ConnectionReset | Fault::Stall => (
+        Fault::InternalError | Fault::ConnectionReset | Fault::Stall | Fault::LostResponse => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "ServiceException",
             r#"{"Type":"Service","Message":"An internal error occurred (injected)"}"#,
@@ -161,7 +164,7 @@ fn ec2_error(fault: Fault) -> Response<Full<Bytes>> {
             "RequestLimitExceeded",
             "Request limit exceeded.",
         ),
-        Fault::InternalError | Fault::ConnectionReset | Fault::Stall => (
+        Fault::InternalError | Fault::ConnectionReset | Fault::Stall | Fault::LostResponse => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",
             "An internal error has occurred (injected).",
@@ -188,7 +191,7 @@ fn ec2_error(fault: Fault) -> Response<Full<Bytes>> {
 fn query_error(fault: Fault) -> Response<Full<Bytes>> {
     let (status, kind, code) = match fault {
         Fault::Throttle => (StatusCode::BAD_REQUEST, "Sender", "Throttling"),
-        Fault::InternalError | Fault::ConnectionReset | Fault::Stall => (
+        Fault::InternalError | Fault::ConnectionReset | Fault::Stall | Fault::LostResponse => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "Receiver",
             "InternalFailure",

@@ -312,6 +312,16 @@ async fn handle(
             reset.store(true, Ordering::SeqCst);
             return Err(ResetConnection);
         }
+        Some(Fault::LostResponse) => {
+            let (forwarded, _) = forward(&shared, parts, body).await;
+            shared.inner().log.push(record(forwarded));
+            shared
+                .inner()
+                .log
+                .push(record(Outcome::Injected(Fault::LostResponse)));
+            reset.store(true, Ordering::SeqCst);
+            return Err(ResetConnection);
+        }
         Some(Fault::Stall) => {
             shared
                 .inner()

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use lmi_similarity::{Catalog, Engine, EngineOptions, LoadOptions, Query, Storage};
+use lmi_test_support::lambda::{EnvironmentOptions, ExecutionEnvironment, hostile_requests};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -512,9 +513,58 @@ fn membw(threads: usize) -> Res<Value> {
 
 // ---- the handler under AWS's runtime emulator ------------------------------------------------
 
-fn handler(f: &Flags) -> Res<Value> {
-    use lmi_test_support::lambda::{EnvironmentOptions, ExecutionEnvironment};
+/// The environment the package runs with: the catalog, its dimension, the scan threads, the
+/// log level, then `extra` (an empty value leaves a variable out).
+fn package_env(
+    catalog: &Path,
+    dim: usize,
+    threads: usize,
+    log_level: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let catalog = catalog.to_string_lossy();
+    let (dim, threads) = (dim.to_string(), threads.to_string());
+    [
+        ("AWS_LAMBDA_FUNCTION_NAME", "bench"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("LMI_CATALOG_URI", catalog.as_ref()),
+        ("LMI_EMBEDDING_DIMENSIONS", dim.as_str()),
+        ("LMI_SCAN_THREADS", threads.as_str()),
+        ("AWS_LAMBDA_LOG_LEVEL", log_level),
+    ]
+    .iter()
+    .chain(extra)
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
 
+/// The package started under the emulator, once it answers `probe` (init loads the catalog
+/// before the first `/next`).
+async fn answering(
+    zip: &Path,
+    options: &EnvironmentOptions,
+    probe: &str,
+) -> Res<ExecutionEnvironment> {
+    let started = Instant::now();
+    let environment = ExecutionEnvironment::start(zip, options).await?;
+    loop {
+        let answer = environment.invoke(probe.as_bytes()).await?;
+        if answer.json().get("results").is_some() {
+            return Ok(environment);
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err(format!("the handler never answered: {}", environment.log()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn handler(f: &Flags) -> Res<Value> {
     let dir = std::fs::canonicalize(f.str("dir", "target/bench-data"))?;
     let zip = PathBuf::from(f.str("zip", "dist/handler/bootstrap-x86_64.zip"));
     let threads = f.usize("threads", 2);
@@ -553,42 +603,15 @@ fn handler(f: &Flags) -> Res<Value> {
 
     // The package under the emulator.
     let options = EnvironmentOptions {
-        env: [
-            ("AWS_LAMBDA_FUNCTION_NAME", "bench"),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "bench"),
-            ("AWS_SECRET_ACCESS_KEY", "bench"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("LMI_CATALOG_URI", &catalog_path.to_string_lossy()),
-            ("LMI_EMBEDDING_DIMENSIONS", &dim.to_string()),
-            ("LMI_SCAN_THREADS", &threads.to_string()),
-            ("AWS_LAMBDA_LOG_LEVEL", "warn"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect(),
+        env: package_env(&catalog_path, dim, threads, "warn", &[]),
         concurrency: 8,
         timeout: Duration::from_secs(60),
         memory_mib: 4096,
         ..Default::default()
     };
     let handler = rt.block_on(async {
-        let started = Instant::now();
-        let environment = ExecutionEnvironment::start(&zip, &options).await?;
-        // Ready once a query is answered (init loads the catalog before the first /next).
         let probe = json!({"vector": query(0), "topK": K}).to_string();
-        loop {
-            let answer = environment.invoke(probe.as_bytes()).await?;
-            if answer.json().get("results").is_some() {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(300) {
-                return Err(format!("the handler never answered: {}", environment.log()).into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let environment = Arc::new(environment);
+        let environment = Arc::new(answering(&zip, &options, &probe).await?);
         let mut out = serde_json::Map::new();
         for &c in &clients {
             let tasks: Vec<_> = (0..c)
@@ -687,8 +710,6 @@ fn status_bytes(pid: u32, field: &str) -> Res<usize> {
 }
 
 fn hostile(f: &Flags) -> Res<Value> {
-    use lmi_test_support::lambda::{EnvironmentOptions, ExecutionEnvironment, hostile_requests};
-
     let dir = std::fs::canonicalize(f.str("dir", "target/bench-data"))?;
     let zip = PathBuf::from(f.str("zip", "dist/handler/bootstrap-x86_64.zip"));
     let threads = f.usize("threads", 2);
@@ -710,23 +731,13 @@ fn hostile(f: &Flags) -> Res<Value> {
         .enable_all()
         .build()?;
     let options = EnvironmentOptions {
-        env: [
-            ("AWS_LAMBDA_FUNCTION_NAME", "bench"),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "bench"),
-            ("AWS_SECRET_ACCESS_KEY", "bench"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("LMI_CATALOG_URI", &catalog_path.to_string_lossy()),
-            ("LMI_EMBEDDING_DIMENSIONS", &dim.to_string()),
-            ("LMI_SCAN_THREADS", &threads.to_string()),
-            ("AWS_LAMBDA_LOG_LEVEL", "error"),
-            ("LMI_LARGE_EVENT_SLOTS", &large_slots),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect(),
+        env: package_env(
+            &catalog_path,
+            dim,
+            threads,
+            "error",
+            &[("LMI_LARGE_EVENT_SLOTS", &large_slots)],
+        ),
         concurrency: concurrency as u32,
         timeout: Duration::from_secs(60),
         memory_mib: 8192,
@@ -734,18 +745,7 @@ fn hostile(f: &Flags) -> Res<Value> {
     };
     let probe = json!({"vector": &qdata[..dim], "topK": K}).to_string();
     rt.block_on(async {
-        let started = Instant::now();
-        let environment = Arc::new(ExecutionEnvironment::start(&zip, &options).await?);
-        loop {
-            let answer = environment.invoke(probe.as_bytes()).await?;
-            if answer.json().get("results").is_some() {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(300) {
-                return Err(format!("the handler never answered: {}", environment.log()).into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let environment = Arc::new(answering(&zip, &options, &probe).await?);
         let pid = bootstrap_pid().ok_or("no /var/task/bootstrap process")?;
         // Warm: every slot answers valid queries once (thread stacks, allocator arenas).
         let burst = |bodies: Vec<Vec<u8>>| {

@@ -7,7 +7,10 @@ mod harness;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use harness::{CLUSTER, World, eventually, has_condition, provider_conditions, provider_manifest};
+use harness::{
+    CLUSTER, World, eventually, has_condition, managed_network_manifest, provider_conditions,
+    provider_manifest,
+};
 use lmi_operator::api::capacity_provider::{Egress, ProviderState};
 use lmi_operator::identity;
 use lmi_test_support::{FaultPlan, Network};
@@ -231,10 +234,7 @@ async fn broken_networks_get_the_matching_condition_and_no_provider() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_subnets_warn_and_telemetry_endpoints_fix_them() {
     let mut world = World::start().await;
-    let isolated = Network::builder()
-        .isolated_subnet("us-east-1a")
-        .isolated_subnet("us-east-1b")
-        .build(&world.ec2)
+    let isolated = Network::isolated(&world.ec2)
         .await
         .expect("isolated network");
     let subnets = isolated.subnet_ids(lmi_test_support::Egress::None);
@@ -262,13 +262,13 @@ async fn isolated_subnets_warn_and_telemetry_endpoints_fix_them() {
         .message;
     assert!(message.contains("logs and traces are lost"), "{message}");
 
-    let mut managed = provider_manifest("endpoints", &subnets, &[], &world.role_arn);
-    managed["spec"]["vpc"] = serde_json::json!({
-        "subnetIds": subnets,
-        "managedSecurityGroup": {},
-        "telemetryEndpoints": "Create",
-    });
-    world.apply_provider(managed).await;
+    world
+        .apply_provider(managed_network_manifest(
+            "endpoints",
+            &subnets,
+            &world.role_arn,
+        ))
+        .await;
     let cp = world
         .wait_provider("endpoints", "Ready with endpoints", |cp| {
             ready(cp) && has_condition(provider_conditions(cp), "NetworkReady", "True", None)

@@ -454,6 +454,18 @@ pub fn provider_manifest(name: &str, subnets: &[String], groups: &[String], role
     })
 }
 
+/// A CapacityProvider manifest on `subnets` whose network the operator makes: a managed
+/// security group and the telemetry VPC endpoints (`telemetryEndpoints: Create`).
+pub fn managed_network_manifest(name: &str, subnets: &[String], role: &str) -> Value {
+    let mut manifest = provider_manifest(name, subnets, &[], role);
+    manifest["spec"]["vpc"] = serde_json::json!({
+        "subnetIds": subnets,
+        "managedSecurityGroup": {},
+        "telemetryEndpoints": "Create",
+    });
+    manifest
+}
+
 /// A tenant grant for `namespaces` (`{"names": [...]}` or `{"selector": ...}`): the test
 /// worlds' role (`role`), the test catalogs (`s3://catalogs/`) and code (`s3://artifacts/`),
 /// no name patterns, no limits.

@@ -5,15 +5,12 @@
 
 use lmi_test_support::{Egress, Fault, Network, Outcome};
 
-use crate::harness::{World, has_condition, provider_conditions, provider_manifest};
+use crate::harness::{World, has_condition, managed_network_manifest, provider_conditions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_create_vpc_endpoint_answer_leaves_no_second_endpoint() {
     let mut world = World::start().await;
-    let isolated = Network::builder()
-        .isolated_subnet("us-east-1a")
-        .isolated_subnet("us-east-1b")
-        .build(&world.ec2)
+    let isolated = Network::isolated(&world.ec2)
         .await
         .expect("isolated network");
     let subnets = isolated.subnet_ids(Egress::None);
@@ -22,13 +19,13 @@ async fn a_lost_create_vpc_endpoint_answer_leaves_no_second_endpoint() {
         .proxy
         .fail_next(Some("CreateVpcEndpoint"), [Fault::LostResponse]);
     world.start_operator();
-    let mut manifest = provider_manifest("endpoints", &subnets, &[], &world.role_arn);
-    manifest["spec"]["vpc"] = serde_json::json!({
-        "subnetIds": subnets,
-        "managedSecurityGroup": {},
-        "telemetryEndpoints": "Create",
-    });
-    world.apply_provider(manifest).await;
+    world
+        .apply_provider(managed_network_manifest(
+            "endpoints",
+            &subnets,
+            &world.role_arn,
+        ))
+        .await;
     let cp = world
         .wait_provider("endpoints", "Ready with its endpoints", |cp| {
             has_condition(provider_conditions(cp), "Ready", "True", None)

@@ -13,7 +13,9 @@ use lmi_test_support::Network;
 use serde_json::json;
 
 use crate::harness::functions::{PROVIDER, TEAM, conditions, handler_zip, is_ready, version};
-use crate::harness::{World, has_condition, provider_conditions, provider_manifest};
+use crate::harness::{
+    World, has_condition, managed_network_manifest, provider_conditions, provider_manifest,
+};
 use crate::{ready, wait_for};
 
 /// One scenario: drives the operator (already running) through a lifecycle and waits for it.
@@ -118,20 +120,17 @@ async fn provider_lifecycle(world: &World, net: &Network) {
 }
 
 async fn managed_network(world: &World) {
-    let isolated = Network::builder()
-        .isolated_subnet("us-east-1a")
-        .isolated_subnet("us-east-1b")
-        .build(&world.ec2)
+    let isolated = Network::isolated(&world.ec2)
         .await
         .expect("isolated network");
     let subnets = isolated.subnet_ids(lmi_test_support::Egress::None);
-    let mut manifest = provider_manifest("managed", &subnets, &[], &world.role_arn);
-    manifest["spec"]["vpc"] = json!({
-        "subnetIds": subnets,
-        "managedSecurityGroup": {},
-        "telemetryEndpoints": "Create",
-    });
-    world.apply_provider(manifest).await;
+    world
+        .apply_provider(managed_network_manifest(
+            "managed",
+            &subnets,
+            &world.role_arn,
+        ))
+        .await;
     world
         .wait_provider("managed", "Ready with endpoints", |cp| {
             ready(cp) && has_condition(provider_conditions(cp), "NetworkReady", "True", None)

@@ -66,6 +66,16 @@ impl Network {
             .await
     }
 
+    /// Subnets without any egress in `us-east-1a` and `us-east-1b` (no default route): what a
+    /// provider's `telemetryEndpoints: Create` is for.
+    pub async fn isolated(ec2: &Client) -> Result<Network, SupportError> {
+        Network::builder()
+            .isolated_subnet("us-east-1a")
+            .isolated_subnet("us-east-1b")
+            .build(ec2)
+            .await
+    }
+
     pub fn builder() -> NetworkBuilder {
         NetworkBuilder::default()
     }

@@ -14,6 +14,10 @@ const DEFAULT_MAX_TOP_K: usize = 100;
 const DEFAULT_BEDROCK_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_BEDROCK_MAX_ATTEMPTS: u32 = 4;
 const DEFAULT_METRICS_NAMESPACE: &str = "LmiSimilarity";
+/// Large events read and parsed at once by default (`LMI_LARGE_EVENT_SLOTS`, see
+/// [`crate::runtime`]). Each costs about twice its size while it is parsed (the event and, for an
+/// escaped string, its unescaped copy; parsing one takes milliseconds).
+const DEFAULT_LARGE_EVENT_SLOTS: usize = 1;
 
 /// Where the catalog lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +121,12 @@ pub struct Config {
     pub metrics_namespace: String,
     /// Bedrock client settings.
     pub bedrock: BedrockSettings,
+    /// `AWS_LAMBDA_MAX_CONCURRENCY`: invocations this execution environment runs at once (at
+    /// least one).
+    pub invocation_slots: usize,
+    /// `LMI_LARGE_EVENT_SLOTS`: events over [`crate::runtime::LARGE_EVENT_BYTES`] read and parsed
+    /// at once.
+    pub large_event_slots: usize,
     /// The function, as Lambda describes it.
     pub function: FunctionInfo,
 }
@@ -226,6 +236,14 @@ impl Config {
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(1)
             .max(1);
+        let large_event_slots = optional_number(
+            &get,
+            &mut problems,
+            "LMI_LARGE_EVENT_SLOTS",
+            DEFAULT_LARGE_EVENT_SLOTS,
+            1,
+            1024,
+        );
         let embedding_concurrency = optional_number(
             &get,
             &mut problems,
@@ -269,6 +287,8 @@ impl Config {
                     int8,
                     scan_threads,
                     metrics_namespace,
+                    invocation_slots: slots,
+                    large_event_slots,
                     bedrock: BedrockSettings {
                         attempt_timeout: Duration::from_millis(timeout_ms as u64),
                         max_attempts: u32::try_from(max_attempts).unwrap_or(1),
@@ -407,6 +427,15 @@ mod tests {
         assert_eq!(c.bedrock.attempt_timeout, Duration::from_millis(2500));
         assert_eq!(c.bedrock.max_attempts, 2);
         assert_eq!(c.catalog_bucket_owner, None);
+        assert_eq!((c.invocation_slots, c.large_event_slots), (1, 1));
+        let c = Config::from_lookup(env(&[
+            ("AWS_LAMBDA_MAX_CONCURRENCY", "64"),
+            ("LMI_LARGE_EVENT_SLOTS", "2"),
+        ]))
+        .expect("valid");
+        assert_eq!((c.invocation_slots, c.large_event_slots), (64, 2));
+        let err = Config::from_lookup(env(&[("LMI_LARGE_EVENT_SLOTS", "0")])).expect_err("zero");
+        assert!(err.to_string().contains("LMI_LARGE_EVENT_SLOTS"), "{err}");
         let c = Config::from_lookup(env(&[("LMI_CATALOG_BUCKET_OWNER", " 123456789012 ")]))
             .expect("valid");
         assert_eq!(c.catalog_bucket_owner.as_deref(), Some("123456789012"));

@@ -109,6 +109,11 @@ impl App {
         }
     }
 
+    /// The configuration read at init.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
     /// Completes once the engine has failed and this execution environment must be replaced.
     pub async fn failed(&self) {
         self.inner.fatal.notified().await;

@@ -78,15 +78,7 @@ async fn main() -> ExitCode {
         }
     };
     let failed = app.clone();
-    let slots = std::env::var("AWS_LAMBDA_MAX_CONCURRENCY")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(1);
-    let large_slots = std::env::var("LMI_LARGE_EVENT_SLOTS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(runtime::LARGE_EVENT_SLOTS);
-    let run = runtime::run(app, slots, large_slots);
+    let run = runtime::run(app);
     tokio::pin!(run);
     tokio::select! {
         stopped = &mut run => match stopped {

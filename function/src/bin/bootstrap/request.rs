@@ -128,6 +128,14 @@ struct Parse {
 type Refusal = Box<dyn FnOnce(&str) -> ApiError>;
 
 impl Parse {
+    /// A string of at most `max_bytes` in this parse.
+    fn string(&self, max_bytes: usize) -> StrSeed<'_> {
+        StrSeed {
+            max_bytes,
+            parse: self,
+        }
+    }
+
     fn refuse<E: de::Error>(&self, refusal: impl FnOnce(&str) -> ApiError + 'static) -> E {
         *self.refusal.borrow_mut() = Some(Box::new(refusal));
         E::custom("refused")
@@ -276,10 +284,8 @@ impl<'de> Visitor<'de> for &Parse {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
         let mut f = Fields::default();
-        let names = StrSeed {
-            max_bytes: MAX_NAME_BYTES,
-            parse: self,
-        };
+        let names = self.string(MAX_NAME_BYTES);
+        let http = self.mode == Mode::Event;
         let ids = |max: usize, what: &'static str| Bounded {
             elem: names,
             max,
@@ -288,28 +294,16 @@ impl<'de> Visitor<'de> for &Parse {
                 ApiError::invalid(path, format!("{what} has more than {max} entries"))
             },
         };
-        while let Some(key) = map.next_key_seed(StrSeed {
-            max_bytes: MAX_NAME_BYTES,
-            parse: self,
-        })? {
-            let http = self.mode == Mode::Event;
+        while let Some(key) = map.next_key_seed(names)? {
             match &*key {
                 "text" => {
                     once(self, &f.text, "text")?;
                     // Bytes, a bound on characters; the exact count is checked after.
-                    let seed = StrSeed {
-                        max_bytes: MAX_TEXT_CHARS * 4,
-                        parse: self,
-                    };
-                    f.text = Some(map.next_value_seed(seed)?);
+                    f.text = Some(map.next_value_seed(self.string(MAX_TEXT_CHARS * 4))?);
                 }
                 "image" => {
                     once(self, &f.image, "image")?;
-                    let seed = StrSeed {
-                        max_bytes: MAX_REQUEST_BYTES,
-                        parse: self,
-                    };
-                    f.image = Some(map.next_value_seed(seed)?);
+                    f.image = Some(map.next_value_seed(self.string(MAX_REQUEST_BYTES))?);
                 }
                 "vector" => {
                     once(self, &f.vector, "vector")?;
@@ -362,11 +356,8 @@ impl<'de> Visitor<'de> for &Parse {
                 "body" if http => {
                     f.http.seen.get_or_insert("body");
                     once(self, &f.http.body, "body")?;
-                    let seed = StrSeed {
-                        max_bytes: MAX_REQUEST_BYTES,
-                        parse: self,
-                    };
-                    f.http.body = map.next_value_seed(OptionSeed(seed))?;
+                    f.http.body =
+                        map.next_value_seed(OptionSeed(self.string(MAX_REQUEST_BYTES)))?;
                 }
                 "isBase64Encoded" if http => {
                     f.http.seen.get_or_insert("isBase64Encoded");

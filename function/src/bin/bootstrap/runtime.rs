@@ -7,7 +7,7 @@
 //! handler is called, so a burst of maximum-size (6 MB) events holds one in memory per slot —
 //! 64 slots hold 384 MB, whatever the handler then does with them (`scripts/bench-handler
 //! --hostile` measured 80% of a 400 MB catalog matrix). Here an event whose `Content-Length` is
-//! over [`LARGE_EVENT_BYTES`] (or unknown) waits for one of [`LARGE_EVENT_SLOTS`] before its body
+//! over [`LARGE_EVENT_BYTES`] (or unknown) waits for one of `LMI_LARGE_EVENT_SLOTS` before its body
 //! is read, and gives it back once the request is parsed; small events (every vector or product
 //! query) never wait. Everything else is `lambda_runtime`'s: the HTTP client and request builder
 //! (`lambda_runtime_api_client`), the invocation [`Context`] parsed from the `/next` headers, the
@@ -31,12 +31,6 @@ use crate::request::{ApiError, MAX_REQUEST_BYTES};
 /// below it.
 pub const LARGE_EVENT_BYTES: u64 = 128 * 1024;
 
-/// Large events read and parsed at once by default (`LMI_LARGE_EVENT_SLOTS`). Each costs about
-/// twice its size while it is parsed (the event and, for an escaped string, its unescaped copy;
-/// parsing one takes milliseconds); an image that passes the checks then keeps only its base64
-/// for the Bedrock call.
-pub const LARGE_EVENT_SLOTS: usize = 1;
-
 /// The most a Runtime API connection reads ahead of the handler (hyper's read buffer;
 /// lambda_runtime_api_client sets 1 MiB). A worker waiting for a large-event slot leaves its
 /// event's body on the socket; with 1 MiB, 63 waiting slots buffered up to 63 MiB of events
@@ -50,9 +44,14 @@ const RETRY_NEXT: Duration = Duration::from_millis(100);
 /// the environment is gone, and a runtime polling it forever would be an orphan).
 const MAX_FAILED_POLLS: u32 = 50;
 
-/// Runs `slots` workers, `large_slots` of which may read a large event at once, until every one
-/// has stopped (which only an unusable Runtime API does).
-pub async fn run(app: App, slots: usize, large_slots: usize) -> Result<(), lambda_runtime::Error> {
+/// Runs one worker per invocation slot, `large_event_slots` of which may read a large event at
+/// once ([`Config`](crate::config::Config)), until every one has stopped (which only an unusable
+/// Runtime API does).
+pub async fn run(app: App) -> Result<(), lambda_runtime::Error> {
+    let (slots, large_slots) = {
+        let config = app.config();
+        (config.invocation_slots, config.large_event_slots)
+    };
     let mut client = Client::builder().build()?;
     client.client = {
         let mut builder =
@@ -62,9 +61,9 @@ pub async fn run(app: App, slots: usize, large_slots: usize) -> Result<(), lambd
     };
     let client = Arc::new(client);
     let config = Arc::new(Config::from_env());
-    let large = Arc::new(Semaphore::new(large_slots.max(1)));
+    let large = Arc::new(Semaphore::new(large_slots));
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..slots.max(1) {
+    for _ in 0..slots {
         workers.spawn(worker(
             app.clone(),
             Arc::clone(&client),

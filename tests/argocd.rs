@@ -2,9 +2,9 @@
 //! Argo CD's gopher-lua — against the fixtures and expectations in `health_test.yaml`, and the
 //! `argocd-cm` snippet kept identical to the script.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use lmi_operator::api::conditions::reason;
 use mlua::{Lua, LuaSerdeExt, SerializeOptions, Table};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -107,101 +107,175 @@ fn failing(reason: &str) -> Value {
     })
 }
 
-#[test]
-fn errors_that_need_a_human_degrade_and_transient_ones_progress() {
-    // Every reason an AWS error can carry, and what it should mean in Argo CD: the classes of
-    // src/aws/error.rs (Terminal → Degraded; Retryable and NotFound → Progressing).
-    let terminal = [
-        "AccessDenied",
-        "InvalidRequest",
-        "LimitExceeded",
-        "AwsError",
-    ];
-    let transient = [
-        "Throttled",
-        "AwsServerError",
-        "AwsUnreachable",
-        "NotFound",
-        "Conflict",
-        "AwsUnexpectedResponse",
-        // IAM propagation: retried fast for about two minutes, then slowly; a role that never
-        // becomes assumable also shows in Ready (the function or provider is not created).
-        "RoleNotAssumableYet",
-        // Expired credentials or a refused signature: the credential chain refreshes them.
-        "CredentialsExpired",
-    ];
-    for r in lmi_operator::aws::error::REASONS {
-        assert!(
-            terminal.contains(r) || transient.contains(r),
-            "AWS error reason {r} is new: decide whether Argo CD shows it Degraded (health.lua)"
-        );
-    }
-    // A handler build missing from the image (SimilarityFunction): only a new image or
-    // --handler-dir fixes it. A Kubernetes request the API server refused (RBAC, validation):
-    // only a fixed installation does.
-    for r in terminal
-        .iter()
-        .chain(&["HandlerBuildUnavailable", "KubeRequestRejected"])
-    {
-        assert_eq!(health(&failing(r)).0, "Degraded", "{r}");
-    }
-    for r in transient.iter().chain(&[
-        "KubeConflict",
-        "KubeThrottled",
-        "KubeServerError",
-        "KubeUnreachable",
-        // Adding or removing the finalizer failed for a reason other than the reconcile's.
-        "FinalizerFailed",
-        // A reconcile abandoned at --reconcile-timeout, retried.
-        "ReconcileTimedOut",
-        "VersionsAttached",
-        // Waiting while Lambda is busy with a resource or still deleting it.
-        "AwsBusy",
-        "AwsDeleting",
-    ]) {
-        assert_eq!(health(&failing(r)).0, "Progressing", "{r}");
-    }
+/// A resource not Ready for `reason`.
+fn not_ready(reason: &str) -> Value {
+    json!({
+        "metadata": {"name": "x", "generation": 1},
+        "status": {"observedGeneration": 1, "conditions": [
+            {"type": "Ready", "status": "False", "reason": reason, "message": "m",
+             "observedGeneration": 1}
+        ]}
+    })
 }
 
-#[test]
-fn condition_reasons_map_to_the_documented_health() {
-    let not_ready = |r: &str| {
-        json!({
-            "metadata": {"name": "x", "generation": 1},
-            "status": {"observedGeneration": 1, "conditions": [
-                {"type": "Ready", "status": "False", "reason": r, "message": "m",
-                 "observedGeneration": 1}
-            ]}
+/// Every value of `pub mod reason` in `src/api/conditions.rs`, read from the source so that a
+/// reason added there cannot be missed here.
+fn condition_reasons() -> BTreeSet<String> {
+    let source = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/conditions.rs"));
+    let module = source
+        .split("pub mod reason {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .expect("src/api/conditions.rs has a `pub mod reason` block");
+    let reasons: BTreeSet<String> = module
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("pub const "))
+        .map(|decl| {
+            decl.split('"')
+                .nth(1)
+                .unwrap_or_else(|| panic!("a reason that is not a string literal: {decl}"))
+                .to_owned()
         })
-    };
-    for r in [
-        reason::AWS_FAILED,
-        reason::INVALID_SPEC,
-        reason::ACCESS_DENIED,
-        reason::NAME_CONFLICT,
-        reason::NETWORK_NOT_FOUND,
-        reason::MULTIPLE_VPCS,
-        reason::PUBLIC_SUBNET,
-        reason::INSTANCE_TYPE_UNAVAILABLE,
-        reason::NAMESPACE_NOT_ALLOWED,
-        reason::ROLE_NOT_ALLOWED,
-        reason::CODE_SOURCE_NOT_ALLOWED,
-        reason::CATALOG_SOURCE_NOT_ALLOWED,
-        reason::FUNCTION_NAME_NOT_ALLOWED,
-        reason::TENANT_LIMIT_EXCEEDED,
-        // A SimilarityFunction deleted or changed outside Git under driftPolicy Report is not
-        // Ready and stays so until someone acts.
-        reason::DRIFT_DETECTED,
-    ] {
-        assert_eq!(health(&not_ready(r)).0, "Degraded", "{r}");
+        .collect();
+    assert!(reasons.len() > 20, "read only {reasons:?}");
+    reasons
+}
+
+/// Reasons that need a human: Argo CD shows the resource Degraded.
+const DEGRADED: &[&str] = &[
+    // AWS errors of the Terminal class (src/aws/error.rs).
+    "AccessDenied",
+    "InvalidRequest",
+    "LimitExceeded",
+    "AwsError",
+    // Only a new image or --handler-dir fixes a missing handler build; only a fixed installation
+    // fixes a Kubernetes request the API server refused (RBAC, validation).
+    "HandlerBuildUnavailable",
+    "KubeRequestRejected",
+    // Ready's terminal reasons.
+    "AwsFailed",
+    "InvalidSpec",
+    "NameConflict",
+    "NetworkNotFound",
+    "MultipleVpcs",
+    "PublicSubnet",
+    "InstanceTypeUnavailable",
+    "NamespaceNotAllowed",
+    "RoleNotAllowed",
+    "CodeSourceNotAllowed",
+    "CatalogSourceNotAllowed",
+    "FunctionNameNotAllowed",
+    "TenantLimitExceeded",
+    "VersionBudgetExceeded",
+    "VersionLimitExceeded",
+    // A SimilarityFunction deleted or changed outside Git under driftPolicy Report is not Ready
+    // and stays so until someone acts.
+    "DriftDetected",
+];
+
+/// Reasons that pass by themselves: Argo CD shows the resource Progressing.
+const PROGRESSING: &[&str] = &[
+    // AWS errors of the Retryable and NotFound classes.
+    "Throttled",
+    "AwsServerError",
+    "AwsUnreachable",
+    "NotFound",
+    "Conflict",
+    "AwsUnexpectedResponse",
+    // IAM propagation: retried fast for about two minutes, then slowly; a role that never
+    // becomes assumable also shows in Ready (the function or provider is not created).
+    "RoleNotAssumableYet",
+    // Expired credentials or a refused signature: the credential chain refreshes them.
+    "CredentialsExpired",
+    "KubeConflict",
+    "KubeThrottled",
+    "KubeServerError",
+    "KubeUnreachable",
+    "FinalizerFailed",
+    "ReconcileTimedOut",
+    // Deletion waiting for versions to detach, or for Lambda to finish with a resource.
+    "VersionsAttached",
+    "AwsBusy",
+    "AwsDeleting",
+    "Provisioning",
+    "TransientError",
+    "ProviderNotFound",
+    "ProviderNotReady",
+];
+
+/// Reasons of a condition that is fine (or True).
+const FINE: &[&str] = &[
+    "Available",
+    "Applied",
+    "InSync",
+    "DriftCorrected",
+    "NotBlocked",
+];
+
+/// Reasons of a warning beside Ready=True (NetworkReady=False): the resource works.
+const WARNINGS: &[&str] = &["NoTelemetryEgress"];
+
+#[test]
+fn every_reason_the_operator_sets_has_the_documented_health() {
+    // Every reason: the condition reasons, AWS's error reasons, the controllers' own error
+    // reasons and the StateReasonCodes of a version that failed to start.
+    let mut all = condition_reasons();
+    all.extend(
+        lmi_operator::aws::error::REASONS
+            .iter()
+            .chain(lmi_operator::controller::error::REASONS)
+            .map(|r| (*r).to_owned()),
+    );
+    all.extend(
+        lmi_operator::controller::similarity_function::versions::failed_reasons()
+            .map(str::to_owned),
+    );
+    let failed_versions: BTreeSet<&str> =
+        lmi_operator::controller::similarity_function::versions::failed_reasons().collect();
+    for r in &all {
+        let r = r.as_str();
+        let expected = if DEGRADED.contains(&r) || failed_versions.contains(r) {
+            // A version AWS could not start: the previous one keeps serving; someone should look.
+            "Degraded"
+        } else if PROGRESSING.contains(&r) {
+            "Progressing"
+        } else if FINE.contains(&r) {
+            continue;
+        } else if WARNINGS.contains(&r) {
+            let warned = json!({
+                "metadata": {"name": "x", "generation": 1},
+                "status": {"observedGeneration": 1, "conditions": [
+                    {"type": "Ready", "status": "True", "reason": "Available", "message": "ok",
+                     "observedGeneration": 1},
+                    {"type": "NetworkReady", "status": "False", "reason": r, "message": "m",
+                     "observedGeneration": 1},
+                ]}
+            });
+            let (status, message) = health(&warned);
+            assert_eq!(status, "Healthy", "{r}");
+            assert!(message.contains(r), "{r}: {message}");
+            continue;
+        } else {
+            panic!(
+                "reason {r} is new: decide whether Argo CD shows it Degraded (deploy/argocd/\
+                 health.lua) and list it here"
+            );
+        };
+        // As the reason of a failed reconcile (Synced) and as the reason Ready is False.
+        assert_eq!(health(&failing(r)).0, expected, "Synced=False {r}");
+        assert_eq!(health(&not_ready(r)).0, expected, "Ready=False {r}");
     }
-    for r in [
-        reason::PROVISIONING,
-        reason::TRANSIENT_ERROR,
-        reason::PROVIDER_NOT_FOUND,
-        reason::PROVIDER_NOT_READY,
-    ] {
-        assert_eq!(health(&not_ready(r)).0, "Progressing", "{r}");
+    // And the lists name nothing the operator no longer sets.
+    for r in DEGRADED
+        .iter()
+        .chain(PROGRESSING)
+        .chain(FINE)
+        .chain(WARNINGS)
+    {
+        assert!(
+            all.contains(*r),
+            "{r} is listed but the operator never sets it"
+        );
     }
 }
 

@@ -28,6 +28,38 @@ local terminal = {
   HandlerBuildUnavailable = true,
   KubeRequestRejected = true,
   DriftDetected = true,
+  -- The provider's function versions are spent (AWS allows 100, not adjustable).
+  VersionBudgetExceeded = true,
+  VersionLimitExceeded = true,
+  -- A published version AWS could not start (its StateReasonCode): the previous version keeps
+  -- serving, and a human should look at why.
+  EniLimitExceeded = true,
+  InsufficientRolePermissions = true,
+  InvalidConfiguration = true,
+  InternalError = true,
+  SubnetOutOfIPAddresses = true,
+  InvalidSubnet = true,
+  InvalidSecurityGroup = true,
+  KMSKeyAccessDenied = true,
+  KMSKeyNotFound = true,
+  InvalidStateKMSKey = true,
+  DisabledKMSKey = true,
+  InvalidRuntime = true,
+  InvalidZipFileException = true,
+  FunctionError = true,
+  ServiceQuotaExceededException = true,
+  VcpuLimitExceeded = true,
+  CapacityProviderScalingLimitExceeded = true,
+  InsufficientCapacity = true,
+  EC2RequestLimitExceeded = true,
+  FunctionError_InitTimeout = true,
+  FunctionError_RuntimeInitError = true,
+  FunctionError_InvalidEntryPoint = true,
+  FunctionError_PermissionDenied = true,
+  FunctionError_InitResourceExhausted = true,
+  DisallowedByVpcEncryptionControl = true,
+  DependencyError = true,
+  VersionFailed = true,
 }
 
 local generation = obj.metadata and obj.metadata.generation

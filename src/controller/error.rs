@@ -54,6 +54,39 @@ pub enum Error {
     },
 }
 
+pub const KUBE_CONFLICT: &str = "KubeConflict";
+pub const KUBE_THROTTLED: &str = "KubeThrottled";
+pub const KUBE_SERVER_ERROR: &str = "KubeServerError";
+/// The API server refused a request for good (RBAC, validation): only a fixed installation helps.
+pub const KUBE_REQUEST_REJECTED: &str = "KubeRequestRejected";
+pub const KUBE_UNREACHABLE: &str = "KubeUnreachable";
+/// Adding or removing the finalizer failed for a reason other than the reconcile's.
+pub const FINALIZER_FAILED: &str = "FinalizerFailed";
+/// The image holds no handler build for the function's architecture.
+pub const HANDLER_BUILD_UNAVAILABLE: &str = "HandlerBuildUnavailable";
+/// A reconcile abandoned at `--reconcile-timeout`.
+pub const RECONCILE_TIMED_OUT: &str = "ReconcileTimedOut";
+/// Waiting while Lambda is busy with a resource (an update in progress).
+pub const AWS_BUSY: &str = "AwsBusy";
+/// Waiting while AWS deletes a resource.
+pub const AWS_DELETING: &str = "AwsDeleting";
+
+/// Every reason [`Error::reason`] gives besides AWS's ([`crate::aws::error::REASONS`]) and the
+/// condition reasons of [`crate::api::conditions::reason`] (`InvalidSpec`, `VersionsAttached`):
+/// the `Synced` reasons Argo CD's health check must classify (`tests/argocd.rs`).
+pub const REASONS: &[&str] = &[
+    KUBE_CONFLICT,
+    KUBE_THROTTLED,
+    KUBE_SERVER_ERROR,
+    KUBE_REQUEST_REJECTED,
+    KUBE_UNREACHABLE,
+    FINALIZER_FAILED,
+    HANDLER_BUILD_UNAVAILABLE,
+    RECONCILE_TIMED_OUT,
+    AWS_BUSY,
+    AWS_DELETING,
+];
+
 impl Error {
     /// Wraps a Kubernetes client error with the action that failed.
     pub fn kube(action: &'static str) -> impl FnOnce(kube::Error) -> Self {
@@ -65,20 +98,20 @@ impl Error {
         match self {
             Error::Aws(e) => e.reason(),
             Error::Kube { source, .. } => match source {
-                kube::Error::Api(status) if status.code == 409 => "KubeConflict",
-                kube::Error::Api(status) if status.code == 429 => "KubeThrottled",
-                kube::Error::Api(status) if status.code >= 500 => "KubeServerError",
-                kube::Error::Api(_) => "KubeRequestRejected",
-                _ => "KubeUnreachable",
+                kube::Error::Api(status) if status.code == 409 => KUBE_CONFLICT,
+                kube::Error::Api(status) if status.code == 429 => KUBE_THROTTLED,
+                kube::Error::Api(status) if status.code >= 500 => KUBE_SERVER_ERROR,
+                kube::Error::Api(_) => KUBE_REQUEST_REJECTED,
+                _ => KUBE_UNREACHABLE,
             },
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),
-                _ => "FinalizerFailed",
+                _ => FINALIZER_FAILED,
             },
             Error::Waiting { reason, .. } => reason,
-            Error::Handler(_) => "HandlerBuildUnavailable",
-            Error::TimedOut(_) => "ReconcileTimedOut",
+            Error::Handler(_) => HANDLER_BUILD_UNAVAILABLE,
+            Error::TimedOut(_) => RECONCILE_TIMED_OUT,
             Error::InvalidSpec(_) => crate::api::conditions::reason::INVALID_SPEC,
         }
     }
@@ -255,7 +288,7 @@ mod tests {
 
     fn waiting(after: u64) -> Error {
         Error::Waiting {
-            reason: "VersionsAttached",
+            reason: crate::api::conditions::reason::VERSIONS_ATTACHED,
             message: "x".into(),
             retry_after: Duration::from_secs(after),
         }

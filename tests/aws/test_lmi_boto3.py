@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
+import botocore.exceptions
 import pytest
 from botocore.config import Config
 
@@ -110,6 +111,7 @@ def control(endpoint):
             "CapacityProviderReadsPerSecond": 0,
             "CapacityProviderWritesPerSecond": 0,
             "RolePropagationSeconds": 0,
+            "DeniedActions": [],
         },
     )
 
@@ -412,6 +414,28 @@ def test_account_limit_is_capacity_provider_limit_exceeded(lam, network, control
     control("config", {"MaxCapacityProviders": count})
     with pytest.raises(lam.exceptions.CapacityProviderLimitExceededException):
         create_provider(lam, network)
+
+
+def test_denied_actions_answer_as_iam_refuses_a_caller(lam, endpoint, network, control):
+    control("config", {"DeniedActions": ["lambda:CreateCapacityProvider", "ec2:DescribeVpcs"]})
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        create_provider(lam, network)
+    error = denied.value.response
+    assert error["Error"]["Code"] == "AccessDeniedException"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert "is not authorized to perform: lambda:CreateCapacityProvider" in error["Error"]["Message"]
+    ec2 = client(endpoint, "ec2")
+    with pytest.raises(botocore.exceptions.ClientError) as unauthorized:
+        ec2.describe_vpcs()
+    error = unauthorized.value.response
+    assert error["Error"]["Code"] == "UnauthorizedOperation"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert "Encoded authorization failure message" in error["Error"]["Message"]
+    # Other actions are not affected; lifting the denial lets the action through again.
+    ec2.describe_subnets()
+    control("config", {"DeniedActions": []})
+    assert create_provider(lam, network)["CapacityProviderArn"]
+    ec2.describe_vpcs()
 
 
 def test_capacity_provider_tags(lam, network):

@@ -13,7 +13,7 @@ use harness::{
 };
 use lmi_operator::api::capacity_provider::{Egress, ProviderState};
 use lmi_operator::identity;
-use lmi_test_support::{FaultPlan, Network};
+use lmi_test_support::{FaultPlan, Network, Outcome};
 
 fn aws_name(name: &str) -> String {
     identity::capacity_provider_name(CLUSTER, name)
@@ -925,5 +925,106 @@ async fn an_operator_role_created_moments_ago_is_retried_until_iam_has_propagate
         .set_role_propagation(Duration::ZERO)
         .await
         .expect("no delay");
+    world.stop_operator().await;
+}
+
+/// The operator's Warning events about `name` with `reason`: (how many Event objects, how many
+/// occurrences their series count).
+async fn warnings(world: &World, name: &str, reason: &str) -> (usize, i32) {
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::all(world.kube.clone());
+    let matching: Vec<_> = events
+        .list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.reason.as_deref() == Some(reason)
+                && e.type_.as_deref() == Some("Warning")
+        })
+        .collect();
+    let occurrences = matching
+        .iter()
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+        .sum();
+    (matching.len(), occurrences)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_is_reported_once_retried_slowly_and_cleared_once_iam_allows() {
+    // IAM refuses the create (the emulator answers 403 AccessDeniedException as AWS does): the
+    // provider is not Ready for AccessDenied with AWS's message, the refusal is a single Warning
+    // event however often the slow retry meets it, and the SDK does not retry it within a call.
+    let mut world = World::start().await;
+    let net = world.good_network().await;
+    world
+        .aws
+        .deny_actions(&["lambda:CreateCapacityProvider"])
+        .await
+        .expect("deny");
+    world.start_operator();
+    world
+        .apply_provider(provider_manifest(
+            "denied",
+            &net.private_subnet_ids(),
+            std::slice::from_ref(&net.security_group_id),
+            &world.role_arn,
+        ))
+        .await;
+    let cp = world
+        .wait_provider("denied", "AccessDenied", |cp| {
+            has_condition(
+                provider_conditions(cp),
+                "Ready",
+                "False",
+                Some("AccessDenied"),
+            )
+        })
+        .await;
+    let not_ready = harness::condition(provider_conditions(&cp), "Ready").expect("Ready");
+    assert!(
+        not_ready
+            .message
+            .contains("not authorized to perform: lambda:CreateCapacityProvider"),
+        "{}",
+        not_ready.message
+    );
+    assert!(has_condition(
+        provider_conditions(&cp),
+        "Synced",
+        "False",
+        Some("AccessDenied")
+    ));
+
+    // Let the operator meet the refusal three more times (terminal retries, 2 s apart here).
+    let first = world.lambda_calls("CreateCapacityProvider");
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            world.lambda_calls("CreateCapacityProvider") >= first + 3
+        })
+        .await,
+        "the operator stopped retrying a denied create"
+    );
+    let (objects, _) = warnings(&world, "denied", "AccessDenied").await;
+    assert_eq!(objects, 1, "one Warning event for one unchanged refusal");
+    let creates: Vec<_> = world
+        .proxy
+        .log()
+        .into_iter()
+        .filter(|r| r.operation == "CreateCapacityProvider")
+        .collect();
+    assert!(
+        creates
+            .iter()
+            .all(|r| r.attempt == Some(1) && r.outcome == Outcome::Forwarded(403)),
+        "a refusal is not retried within a call: {creates:?}"
+    );
+    assert!(world.aws_provider_names().await.is_empty());
+
+    // IAM allows it now: the next retry creates it, and the refusal is not reported again.
+    world.aws.deny_actions(&[]).await.expect("allow");
+    world.wait_provider("denied", "Ready", ready).await;
+    assert_eq!(warnings(&world, "denied", "AccessDenied").await.0, 1);
     world.stop_operator().await;
 }

@@ -195,6 +195,44 @@ pub fn refused(audit: &[AuditEvent], user: &str) -> Vec<String> {
     refused.into_iter().collect()
 }
 
+/// The operator's writes to a CapacityProvider's or SimilarityFunction's object other than its
+/// status, one line each, that did more than add or remove the operator's finalizer. The spec
+/// belongs to Git: the operator writes status (a subresource) and its finalizer (a JSON patch of
+/// `/metadata/finalizers`, as kube-runtime's `finalizer` sends it), nothing else.
+pub fn spec_writes(audit: &[AuditEvent], user: &str) -> Vec<String> {
+    let only_finalizers = |patch: &Value| {
+        patch.as_array().is_some_and(|ops| {
+            ops.iter().all(|op| {
+                op["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/metadata/finalizers"))
+            })
+        })
+    };
+    audit
+        .iter()
+        .filter(|e| {
+            e.user == user
+                && e.api_group == "lmi.dev"
+                && e.subresource.is_empty()
+                && matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete")
+        })
+        .filter(|e| e.verb != "patch" || !e.request_object.as_ref().is_some_and(only_finalizers))
+        .map(|e| {
+            format!(
+                "{} {} {}/{}: {}",
+                e.verb,
+                e.resource,
+                e.namespace,
+                e.name,
+                e.request_object
+                    .as_ref()
+                    .map_or_else(|| "(no body logged)".to_owned(), Value::to_string)
+            )
+        })
+        .collect()
+}
+
 /// The bucket the test worlds keep handler code in (`spec.code.s3`), which the operator's
 /// policy names (`lmi-operator iam-policy --code-bucket`).
 pub const CODE_BUCKET: &str = "artifacts";
@@ -234,8 +272,9 @@ pub fn aws_actions(proxy: &lmi_test_support::FaultProxy) -> BTreeSet<String> {
         .collect()
 }
 
-/// Fails when RBAC refused one of the operator's requests, or the operator called an AWS action
-/// the IAM policy does not grant. Every world runs it when dropped.
+/// Fails when RBAC refused one of the operator's requests, the operator wrote anything of a
+/// CapacityProvider or SimilarityFunction but its status and finalizer ([`spec_writes`]), or it
+/// called an AWS action the IAM policy does not grant. Every world runs it when dropped.
 pub fn check_permissions(audit: &[AuditEvent], proxy: &lmi_test_support::FaultProxy, user: &str) {
     let refused = refused(audit, user);
     assert!(
@@ -243,6 +282,13 @@ pub fn check_permissions(audit: &[AuditEvent], proxy: &lmi_test_support::FaultPr
         "the chart's RBAC refused the operator (add the permission to \
          charts/lmi-operator/templates, with a comment saying why):\n{}",
         refused.join("\n")
+    );
+    let spec_writes = spec_writes(audit, user);
+    assert!(
+        spec_writes.is_empty(),
+        "the operator wrote more than the status and finalizer of its objects (the spec belongs \
+         to Git):\n{}",
+        spec_writes.join("\n")
     );
     let granted = iam_policy_actions();
     let missing: Vec<String> = aws_actions(proxy)

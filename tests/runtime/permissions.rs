@@ -292,3 +292,58 @@ async fn a_permission_missing_from_the_chart_is_refused_and_reported() {
     // The refusal is what this test is about: do not fail the world's own check for it.
     world.api.clear_audit();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_written_under_the_operators_identity_is_caught() {
+    // Every world fails when the operator wrote more of its objects than status and finalizer
+    // (`chart::spec_writes`); prove the check sees the finalizer patches it lets through and
+    // catches a spec patch sent with the operator's own credentials.
+    let mut world = World::start().await;
+    let net = world.good_network().await;
+    world.start_operator();
+    world.apply_provider(provider(&world, &net, "owned")).await;
+    world.wait_provider("owned", "Ready", ready).await;
+    world.stop_operator().await;
+
+    let audit = world.api.audit();
+    let user = &world.identity.user;
+    let finalizer_patches = audit
+        .iter()
+        .filter(|e| {
+            &e.user == user
+                && e.resource == "capacityproviders"
+                && e.subresource.is_empty()
+                && e.verb == "patch"
+                && e.request_object
+                    .as_ref()
+                    .is_some_and(|b| b.to_string().contains("/metadata/finalizers"))
+        })
+        .count();
+    assert!(
+        finalizer_patches >= 1,
+        "the audit log shows no finalizer patch by the operator: the check would prove nothing"
+    );
+    assert_eq!(chart::spec_writes(&audit, user), Vec::<String>::new());
+
+    let providers: kube::Api<lmi_operator::api::CapacityProvider> =
+        kube::Api::all(world.operator_client());
+    providers
+        .patch(
+            "owned",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"spec": {"tags": {"written": "by-the-operator"}}}),
+            ),
+        )
+        .await
+        .expect("the chart lets the operator patch its objects (for finalizers)");
+    let writes = chart::spec_writes(&world.api.audit(), user);
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(
+        writes[0].starts_with("patch capacityproviders /owned")
+            && writes[0].contains("by-the-operator"),
+        "{writes:?}"
+    );
+    // The spec write is what this test is about: do not fail the world's own check for it.
+    world.api.clear_audit();
+}

@@ -59,7 +59,7 @@ pub async fn cleanup(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Err
         if ours {
             if provider.state == ProviderState::Deleting {
                 return Err(waiting(
-                    "AwsDeleting",
+                    crate::controller::error::AWS_DELETING,
                     format!("capacity provider {name} is being deleted"),
                     pending,
                 ));
@@ -90,7 +90,11 @@ pub async fn cleanup(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Err
                 format!("deleting capacity provider {name}"),
             )
             .await;
-            return Err(waiting("AwsDeleting", format!("deleting {name}"), pending));
+            return Err(waiting(
+                crate::controller::error::AWS_DELETING,
+                format!("deleting {name}"),
+                pending,
+            ));
         }
         ctx.event(
             &object,
@@ -116,7 +120,7 @@ pub async fn cleanup(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Err
         )
         .await;
         return Err(waiting(
-            "AwsDeleting",
+            crate::controller::error::AWS_DELETING,
             "deleting VPC endpoints".into(),
             pending,
         ));
@@ -137,7 +141,7 @@ pub async fn cleanup(cp: &CapacityProvider, ctx: &Context) -> Result<Action, Err
                 // Network interfaces of deleted instances or endpoints detach asynchronously.
                 Err(e) if e.is_conflict() => {
                     return Err(waiting(
-                        "AwsDeleting",
+                        crate::controller::error::AWS_DELETING,
                         format!("security group {} still in use: {}", sg.id, e.message),
                         pending,
                     ));

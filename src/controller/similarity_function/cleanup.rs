@@ -66,7 +66,7 @@ pub async fn cleanup(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, E
             Ok(()) => {}
             Err(e) if e.is_conflict() => {
                 return Err(Error::Waiting {
-                    reason: "AwsBusy",
+                    reason: crate::controller::error::AWS_BUSY,
                     message: format!("Lambda cannot delete {name} yet: {}", e.message),
                     retry_after: pending,
                 });
@@ -84,7 +84,7 @@ pub async fn cleanup(sf: &SimilarityFunction, ctx: &Context) -> Result<Action, E
     }
     if aws.lambda.get_function(&name).await?.is_some() {
         return Err(Error::Waiting {
-            reason: "AwsDeleting",
+            reason: crate::controller::error::AWS_DELETING,
             message: format!("function {name} is being deleted"),
             retry_after: pending,
         });

@@ -87,62 +87,75 @@ pub fn to_prune(
     prune.into_iter().map(|n| n.to_string()).collect()
 }
 
+/// The model's `StateReasonCode` values that can explain a version failing to start, each with
+/// its condition reason.
+const KNOWN_FAILURES: &[(&str, &str)] = &[
+    ("EniLimitExceeded", "EniLimitExceeded"),
+    ("InsufficientRolePermissions", "InsufficientRolePermissions"),
+    ("InvalidConfiguration", "InvalidConfiguration"),
+    ("InternalError", "InternalError"),
+    ("SubnetOutOfIPAddresses", "SubnetOutOfIPAddresses"),
+    ("InvalidSubnet", "InvalidSubnet"),
+    ("InvalidSecurityGroup", "InvalidSecurityGroup"),
+    ("KMSKeyAccessDenied", "KMSKeyAccessDenied"),
+    ("KMSKeyNotFound", "KMSKeyNotFound"),
+    ("InvalidStateKMSKey", "InvalidStateKMSKey"),
+    ("DisabledKMSKey", "DisabledKMSKey"),
+    ("InvalidRuntime", "InvalidRuntime"),
+    ("InvalidZipFileException", "InvalidZipFileException"),
+    ("FunctionError", "FunctionError"),
+    (
+        "ServiceQuotaExceededException",
+        "ServiceQuotaExceededException",
+    ),
+    ("VcpuLimitExceeded", "VcpuLimitExceeded"),
+    (
+        "CapacityProviderScalingLimitExceeded",
+        "CapacityProviderScalingLimitExceeded",
+    ),
+    ("InsufficientCapacity", "InsufficientCapacity"),
+    ("EC2RequestLimitExceeded", "EC2RequestLimitExceeded"),
+    ("FunctionError.InitTimeout", "FunctionError_InitTimeout"),
+    (
+        "FunctionError.RuntimeInitError",
+        "FunctionError_RuntimeInitError",
+    ),
+    (
+        "FunctionError.InvalidEntryPoint",
+        "FunctionError_InvalidEntryPoint",
+    ),
+    (
+        "FunctionError.PermissionDenied",
+        "FunctionError_PermissionDenied",
+    ),
+    (
+        "FunctionError.InitResourceExhausted",
+        "FunctionError_InitResourceExhausted",
+    ),
+    (
+        "DisallowedByVpcEncryptionControl",
+        "DisallowedByVpcEncryptionControl",
+    ),
+    ("DependencyError", "DependencyError"),
+];
+
+/// The reason of a failed version whose code the model does not list.
+pub const VERSION_FAILED: &str = "VersionFailed";
+
+/// Every reason [`failed_reason`] gives.
+pub fn failed_reasons() -> impl Iterator<Item = &'static str> {
+    KNOWN_FAILURES
+        .iter()
+        .map(|(_, reason)| *reason)
+        .chain([VERSION_FAILED])
+}
+
 /// The condition reason for a version that failed to start: AWS's `StateReasonCode` when it
 /// is one the API model lists (a `.` becomes `_`: a condition reason has no dots), else
 /// `VersionFailed` — reasons stay a bounded set whatever AWS adds.
 pub fn failed_reason(code: Option<&str>) -> &'static str {
-    // The model's StateReasonCode values that can explain a version failing to start.
-    const KNOWN: &[(&str, &str)] = &[
-        ("EniLimitExceeded", "EniLimitExceeded"),
-        ("InsufficientRolePermissions", "InsufficientRolePermissions"),
-        ("InvalidConfiguration", "InvalidConfiguration"),
-        ("InternalError", "InternalError"),
-        ("SubnetOutOfIPAddresses", "SubnetOutOfIPAddresses"),
-        ("InvalidSubnet", "InvalidSubnet"),
-        ("InvalidSecurityGroup", "InvalidSecurityGroup"),
-        ("KMSKeyAccessDenied", "KMSKeyAccessDenied"),
-        ("KMSKeyNotFound", "KMSKeyNotFound"),
-        ("InvalidStateKMSKey", "InvalidStateKMSKey"),
-        ("DisabledKMSKey", "DisabledKMSKey"),
-        ("InvalidRuntime", "InvalidRuntime"),
-        ("InvalidZipFileException", "InvalidZipFileException"),
-        ("FunctionError", "FunctionError"),
-        (
-            "ServiceQuotaExceededException",
-            "ServiceQuotaExceededException",
-        ),
-        ("VcpuLimitExceeded", "VcpuLimitExceeded"),
-        (
-            "CapacityProviderScalingLimitExceeded",
-            "CapacityProviderScalingLimitExceeded",
-        ),
-        ("InsufficientCapacity", "InsufficientCapacity"),
-        ("EC2RequestLimitExceeded", "EC2RequestLimitExceeded"),
-        ("FunctionError.InitTimeout", "FunctionError_InitTimeout"),
-        (
-            "FunctionError.RuntimeInitError",
-            "FunctionError_RuntimeInitError",
-        ),
-        (
-            "FunctionError.InvalidEntryPoint",
-            "FunctionError_InvalidEntryPoint",
-        ),
-        (
-            "FunctionError.PermissionDenied",
-            "FunctionError_PermissionDenied",
-        ),
-        (
-            "FunctionError.InitResourceExhausted",
-            "FunctionError_InitResourceExhausted",
-        ),
-        (
-            "DisallowedByVpcEncryptionControl",
-            "DisallowedByVpcEncryptionControl",
-        ),
-        ("DependencyError", "DependencyError"),
-    ];
-    code.and_then(|c| KNOWN.iter().find(|(known, _)| *known == c))
-        .map_or("VersionFailed", |(_, reason)| reason)
+    code.and_then(|c| KNOWN_FAILURES.iter().find(|(known, _)| *known == c))
+        .map_or(VERSION_FAILED, |(_, reason)| reason)
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 
 ``POST /moto-api/lmi/config`` with any of
     {"StateDelaySeconds": 2.5, "MaxCapacityProviders": 3, "MaxVersionsPerCapacityProvider": 10,
-     "CapacityProviderReadsPerSecond": 15, "CapacityProviderWritesPerSecond": 1}
-changes the settings and answers all of them (a rate of 0: no limit).
+     "CapacityProviderReadsPerSecond": 15, "CapacityProviderWritesPerSecond": 1,
+     "RolePropagationSeconds": 10, "DeniedActions": ["lambda:CreateCapacityProvider"]}
+changes the settings and answers all of them (a rate of 0: no limit; denied actions answer as
+IAM refuses a caller, see ``iam_deny``).
 
 ``POST /moto-api/lmi/state`` forces a state that AWS would reach by itself, e.g. a provider or a
 version that failed:
@@ -29,7 +31,7 @@ from urllib.parse import unquote, urlparse
 
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from . import capacity_providers, environments, iam_propagation, lifecycle, limits
+from . import capacity_providers, environments, iam_deny, iam_propagation, lifecycle, limits
 from .attachments import lambda_backend
 from .function_state import lmi_state
 from .lifecycle import LOCK
@@ -69,6 +71,8 @@ def config(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, st
                 limits.max_versions_per_capacity_provider = int(
                     body["MaxVersionsPerCapacityProvider"]
                 )
+            if "DeniedActions" in body:
+                iam_deny.set_denied(list(body["DeniedActions"]))
             if "RolePropagationSeconds" in body:
                 iam_propagation.propagation_seconds = float(body["RolePropagationSeconds"])
             limits.set_rates(
@@ -86,6 +90,7 @@ def config(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, st
             "CapacityProviderReadsPerSecond": limits.capacity_provider_reads_per_second,
             "CapacityProviderWritesPerSecond": limits.capacity_provider_writes_per_second,
             "RolePropagationSeconds": iam_propagation.propagation_seconds,
+            "DeniedActions": sorted(iam_deny.denied),
         },
     )
 

@@ -20,6 +20,7 @@ from . import (
     ec2_idempotency,
     function_config,
     function_state,
+    iam_deny,
     invoke,
     s3_owner,
     scaling_config,
@@ -58,4 +59,5 @@ def install() -> None:
     invoke.install()
     s3_owner.install()
     ec2_idempotency.install()
+    iam_deny.install()
     moto_api_urls.url_paths.update(control.URL_PATHS)

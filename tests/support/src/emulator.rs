@@ -264,6 +264,16 @@ impl AwsEmulator {
         self.control("config", body).await
     }
 
+    /// Makes the emulator refuse `actions` (e.g. `lambda:CreateCapacityProvider`,
+    /// `ec2:DescribeVpcs`) as IAM refuses a caller whose policies do not allow them: HTTP 403
+    /// `AccessDeniedException` (Lambda) or `UnauthorizedOperation` (EC2). An empty list allows
+    /// everything again.
+    pub async fn deny_actions(&self, actions: &[&str]) -> Result<(), SupportError> {
+        let list: Vec<String> = actions.iter().map(|a| json_string(a)).collect();
+        let body = format!(r#"{{"DeniedActions": [{}]}}"#, list.join(", "));
+        self.control("config", body).await
+    }
+
     /// Forces a capacity provider into `state` (e.g. `Failed`); `None` returns it to its natural
     /// lifecycle.
     pub async fn force_capacity_provider_state(

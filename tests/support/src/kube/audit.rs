@@ -1,6 +1,6 @@
-//! The API server's audit log (`--audit-log-path`, policy `Metadata` for everything): who asked
-//! what, and whether RBAC allowed it — read back by tests that prove least privilege and
-//! ordering.
+//! The API server's audit log (`--audit-log-path`, [`POLICY`]): who asked what, and whether
+//! RBAC allowed it — read back by tests that prove least privilege and ordering — and the bodies
+//! of writes to `lmi.dev` objects, read by the check that the operator never writes a spec.
 
 use std::path::Path;
 
@@ -29,6 +29,9 @@ pub struct AuditEvent {
     pub authorized: bool,
     /// The request URI (path and query).
     pub uri: String,
+    /// The request body as sent (for a patch: the patch itself), logged for writes to `lmi.dev`
+    /// objects only ([`POLICY`]).
+    pub request_object: Option<Value>,
 }
 
 impl AuditEvent {
@@ -66,10 +69,20 @@ pub fn read(path: &Path) -> Vec<AuditEvent> {
                     .unwrap_or_default(),
                 authorized: e["annotations"]["authorization.k8s.io/decision"] != "forbid",
                 uri: s(&e["requestURI"]),
+                request_object: e.get("requestObject").cloned(),
             }
         })
         .collect()
 }
 
-/// The audit policy: every request at `Metadata` level (who, what, outcome; no bodies).
-pub const POLICY: &str = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n";
+/// The audit policy: writes to `lmi.dev` objects (and their subresources) at `Request` level,
+/// with the body sent; every other request at `Metadata` level (who, what, outcome; no bodies).
+pub const POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+rules:
+  - level: Request
+    verbs: [create, update, patch]
+    resources:
+      - group: lmi.dev
+  - level: Metadata
+";

@@ -928,29 +928,6 @@ async fn an_operator_role_created_moments_ago_is_retried_until_iam_has_propagate
     world.stop_operator().await;
 }
 
-/// The operator's Warning events about `name` with `reason`: (how many Event objects, how many
-/// occurrences their series count).
-async fn warnings(world: &World, name: &str, reason: &str) -> (usize, i32) {
-    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::all(world.kube.clone());
-    let matching: Vec<_> = events
-        .list(&Default::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                && e.reason.as_deref() == Some(reason)
-                && e.type_.as_deref() == Some("Warning")
-        })
-        .collect();
-    let occurrences = matching
-        .iter()
-        .map(|e| e.series.as_ref().map_or(1, |s| s.count))
-        .sum();
-    (matching.len(), occurrences)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_denied_is_reported_once_retried_slowly_and_cleared_once_iam_allows() {
     // IAM refuses the create (the emulator answers 403 AccessDeniedException as AWS does): the
@@ -1006,7 +983,7 @@ async fn access_denied_is_reported_once_retried_slowly_and_cleared_once_iam_allo
         .await,
         "the operator stopped retrying a denied create"
     );
-    let (objects, _) = warnings(&world, "denied", "AccessDenied").await;
+    let objects = world.warnings("denied", "AccessDenied").await.len();
     assert_eq!(objects, 1, "one Warning event for one unchanged refusal");
     let creates: Vec<_> = world
         .proxy
@@ -1025,6 +1002,51 @@ async fn access_denied_is_reported_once_retried_slowly_and_cleared_once_iam_allo
     // IAM allows it now: the next retry creates it, and the refusal is not reported again.
     world.aws.deny_actions(&[]).await.expect("allow");
     world.wait_provider("denied", "Ready", ready).await;
-    assert_eq!(warnings(&world, "denied", "AccessDenied").await.0, 1);
+    assert_eq!(world.warnings("denied", "AccessDenied").await.len(), 1);
+    world.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_provider_is_reported_left_alone_and_deleted_cleanly() {
+    // AWS can report a capacity provider Failed (a role or network it cannot use). The operator
+    // says so — Ready=False AwsFailed, one Warning event — changes nothing while it stays Failed,
+    // and deleting the object deletes it in AWS, as the message advises before recreating.
+    let mut world = World::start().await;
+    let net = world.good_network().await;
+    world.start_operator();
+    world
+        .apply_provider(provider_manifest(
+            "broken",
+            &net.private_subnet_ids(),
+            std::slice::from_ref(&net.security_group_id),
+            &world.role_arn,
+        ))
+        .await;
+    world.wait_provider("broken", "Ready", ready).await;
+    world
+        .aws
+        .force_capacity_provider_state(&aws_name("broken"), Some("Failed"))
+        .await
+        .expect("fail the provider");
+    let cp = world
+        .wait_provider("broken", "AwsFailed", |cp| {
+            has_condition(provider_conditions(cp), "Ready", "False", Some("AwsFailed"))
+        })
+        .await;
+    assert_eq!(
+        cp.status.as_ref().and_then(|s| s.state),
+        Some(ProviderState::Failed)
+    );
+    world.wait_event("broken", "AwsFailed").await;
+
+    // While it stays Failed: polled (the window proves the operator reads AWS), never changed.
+    let calls = world.quiet_window(Duration::from_secs(5)).await;
+    let mutating: Vec<_> = calls.iter().filter(|r| !r.is_read_only()).collect();
+    assert!(mutating.is_empty(), "{mutating:?}");
+    assert_eq!(world.warnings("broken", "AwsFailed").await.len(), 1);
+
+    world.delete_provider("broken").await;
+    world.wait_provider_gone("broken").await;
+    assert!(world.aws_provider_names().await.is_empty());
     world.stop_operator().await;
 }

@@ -347,6 +347,28 @@ impl World {
             .collect()
     }
 
+    /// The Warning events (Event objects; a repeated one is one object with a series) with
+    /// `reason` about objects named `name`.
+    pub async fn warnings(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Vec<k8s_openapi::api::events::v1::Event> {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(self.kube.clone());
+        events
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .collect()
+    }
+
     /// Waits until an event with `reason` about objects named `name` is recorded. The
     /// operator records a pass's events after its AWS calls, so a test that saw AWS change
     /// waits here rather than reading the events at once.

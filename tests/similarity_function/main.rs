@@ -1043,3 +1043,51 @@ async fn versions_kept_for_rollback_hold_no_capacity_until_rolled_back_to() {
     world.wait_event("products", "ReactivatedVersion").await;
     world.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_whose_request_bursts_could_exhaust_its_memory_is_warned_about_once() {
+    // 100 slots x 6 MiB (the largest event) = 600 MiB, more than a quarter of 2,048 MiB: the
+    // published version is warned about once; the harness function (32 slots, 4,096 MiB) is not.
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    world.ready_provider(&net).await;
+    world.apply_function(&world.function(TEAM, "roomy")).await;
+    let mut tight = world.function(TEAM, "tight");
+    tight["spec"]["memoryMiB"] = json!(2048);
+    tight["spec"]["maxConcurrencyPerEnvironment"] = json!(100);
+    world.apply_function(&tight).await;
+    world.wait_function_ready(TEAM, "roomy").await;
+    let ready = world.wait_function_ready(TEAM, "tight").await;
+
+    // A pass records its events before its status: Ready means they are there.
+    let warned = world.warnings("tight", "RequestMemoryHeadroom").await;
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    let note = warned[0].note.as_deref().unwrap_or_default();
+    assert!(
+        note.starts_with("100 invocation slots (maxConcurrencyPerEnvironment) × 6 MiB")
+            && note.contains("= 600 MiB")
+            && note.contains("memoryMiB 2048"),
+        "{note}"
+    );
+    assert!(
+        world
+            .warnings("roomy", "RequestMemoryHeadroom")
+            .await
+            .is_empty()
+    );
+
+    // Resyncs that publish nothing do not repeat it.
+    let synced = ready
+        .status
+        .and_then(|s| s.last_sync_time)
+        .expect("lastSyncTime")
+        .0;
+    world.wait_resynced(TEAM, "tight", synced).await;
+    let again = world.warnings("tight", "RequestMemoryHeadroom").await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].series, warned[0].series,
+        "the warning was repeated"
+    );
+    world.stop_operator().await;
+}

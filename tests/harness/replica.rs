@@ -30,6 +30,9 @@ pub struct ReplicaOptions {
     pub identity: String,
     /// Off: the controllers start at once and no Lease is used.
     pub leader_election: bool,
+    /// How long its Lease lasts without renewal ([`LEASE_DURATION`] unless a test needs a long
+    /// one to tell "acquired at once" from "waited for expiry" on a slow machine).
+    pub lease_duration: Duration,
 }
 
 impl ReplicaOptions {
@@ -37,6 +40,7 @@ impl ReplicaOptions {
         Self {
             identity: identity.to_owned(),
             leader_election: true,
+            lease_duration: LEASE_DURATION,
         }
     }
 }
@@ -80,7 +84,7 @@ impl Replica {
                 lease_name: lease_name(),
                 namespace: NAMESPACE.into(),
                 identity: options.identity.clone(),
-                duration: LEASE_DURATION,
+                duration: options.lease_duration,
                 grace: LEASE_GRACE,
             }
         });

@@ -222,38 +222,68 @@ async fn twenty_sigkills_during_convergence_end_in_the_spec_without_duplicates()
     let started = Instant::now();
     for kill in 1..=KILLS {
         let life_starts = world.proxy.log().len();
-        // Keep it converging: change a spec now and then, delete one function, add another.
-        match kill {
+        // Every life gets work: a function deleted, one added, or one given another memory
+        // size. `changed` is the function the work is about.
+        let changed = match kill {
             8 => {
                 history.remove("fn-2");
                 world.delete_function(TEAM, "fn-2").await;
+                "fn-2".to_owned()
             }
             12 => {
                 history.insert("fn-5".into(), ("isolated".into(), vec![2048]));
                 world
                     .apply_function(&function("fn-5", "isolated", 2048, &world.role_arn))
                     .await;
+                "fn-5".to_owned()
             }
-            _ if rng.random_bool(0.8) => {
+            _ => {
                 let names: Vec<String> = history.keys().cloned().collect();
-                let name = &names[rng.random_range(0..names.len())];
-                let memory = MEMORY[rng.random_range(0..MEMORY.len())];
-                let (provider, sizes) = history.get_mut(name).expect("function");
-                if sizes.last() != Some(&memory) {
-                    sizes.push(memory);
-                }
+                let name = names[rng.random_range(0..names.len())].clone();
+                let (provider, sizes) = history.get_mut(&name).expect("function");
+                let others: Vec<i32> = MEMORY
+                    .iter()
+                    .copied()
+                    .filter(|m| sizes.last() != Some(m))
+                    .collect();
+                let memory = others[rng.random_range(0..others.len())];
+                sizes.push(memory);
+                let provider = provider.clone();
                 world
-                    .apply_function(&function(name, provider, memory, &world.role_arn))
+                    .apply_function(&function(&name, &provider, memory, &world.role_arn))
                     .await;
+                name
             }
-            _ => {}
+        };
+        // Most kills land just after the operator started changing AWS for this life (its
+        // first mutating call; on a slow machine that wait is longer, not the kill earlier);
+        // the rest at a random moment, in a wait or between passes.
+        if rng.random_bool(0.7) {
+            let acting = eventually(Duration::from_secs(60), || async {
+                world.proxy.log()[life_starts..]
+                    .iter()
+                    .any(|r| !r.is_read_only())
+            })
+            .await;
+            assert!(
+                acting,
+                "life {kill}: the operator made no change to AWS for a changed spec\n{}",
+                tail(&log)
+            );
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
         }
-        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
-        // Killed while changing AWS, not idling between resyncs.
-        if world.proxy.log()[life_starts..]
+        // Interrupted: the operator had started changing AWS in this life, and the change
+        // it was given was not finished (the function not Ready for its spec, or not gone).
+        let mutated = world.proxy.log()[life_starts..]
             .iter()
-            .any(|r| !r.is_read_only())
-        {
+            .any(|r| !r.is_read_only());
+        let unfinished = match world.functions(TEAM).get_opt(&changed).await {
+            Ok(Some(sf)) => !history.contains_key(&changed) || !is_ready(&sf),
+            _ => false,
+        };
+        if mutated && unfinished {
             busy_kills += 1;
         }
         let log = operator.kill().await;
@@ -261,7 +291,7 @@ async fn twenty_sigkills_during_convergence_end_in_the_spec_without_duplicates()
         operator = Operator::start(&world, log);
     }
     eprintln!(
-        "{KILLS} kills in {:?}, {busy_kills} of them while the operator was changing AWS",
+        "{KILLS} kills in {:?}, {busy_kills} of them interrupted the operator changing AWS",
         started.elapsed()
     );
     assert!(

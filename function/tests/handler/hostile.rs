@@ -13,7 +13,9 @@ use crate::fixture::{self, DIM, Function, Outcome, base_env, brute_force, with};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bedrock_that_never_answers_holds_no_worker() {
     const WORKERS: usize = 4;
-    let timeout = Duration::from_secs(3);
+    // Long enough that "answered while Bedrock holds the text queries" cannot be confused with
+    // "answered after they timed out", however loaded the machine.
+    let timeout = Duration::from_secs(10);
     let products = fixture::products(31, 300, DIM);
     let stub = BedrockStub::start(DIM).await;
     let path = fixture::catalog_file(&products, DIM);
@@ -52,18 +54,19 @@ async fn a_bedrock_that_never_answers_holds_no_worker() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // Vector queries sent right after are answered at once, and exactly.
+    // Vector queries sent right after are answered, exactly, while Bedrock still holds the text
+    // queries (all but the one refused for the slot kept from Bedrock): beside them, not
+    // behind them.
     for (i, p) in products.iter().take(5).enumerate() {
-        let started = Instant::now();
         let r = f
             .invoke(&json!({"vector": p.vector, "topK": 3}))
             .await
             .response();
-        let took = started.elapsed();
         fixture::assert_results(&r, &brute_force(&products, &p.vector, 3, &[], None, &[]));
+        let held = texts.iter().filter(|t| !t.is_finished()).count();
         assert!(
-            took < Duration::from_secs(1),
-            "vector query {i} waited {took:?} behind Bedrock"
+            held >= WORKERS - 1,
+            "vector query {i} was answered only after Bedrock's text queries ended"
         );
     }
 
@@ -90,8 +93,8 @@ async fn a_bedrock_that_never_answers_holds_no_worker() {
                     "{body}"
                 );
             }
-            // The slot kept from Bedrock: refused at once.
-            "EmbeddingBusy" => assert!(took < Duration::from_secs(1), "{took:?}"),
+            // The slot kept from Bedrock: refused at once, not at the deadline.
+            "EmbeddingBusy" => assert!(took < timeout / 2, "{took:?}"),
             other => {
                 panic!("unexpected error {other}: {body} (not the emulator's Sandbox.Timedout)")
             }
@@ -178,8 +181,9 @@ async fn a_panic_in_a_search_fails_its_invocation_and_ends_the_environment() {
         }
         other => panic!("the failed pass was answered: {other:?}"),
     }
+    // A hung engine never answers; anything short of the invocation timeout proves it did.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(30),
         "the failed pass was answered only after {:?}",
         started.elapsed()
     );

@@ -373,9 +373,31 @@ mod tests {
         cases
     }
 
+    /// The levels a CI step requires (`LMI_REQUIRE_LEVELS=Neon,NeonDot`, as `scripts/test` sets
+    /// under qemu), checked against `available`: the step cannot pass by testing only the scalar
+    /// kernels on a machine (or emulator) that lacks the SIMD extension it was meant to cover.
+    fn check_required<L: std::fmt::Debug>(available: &[L], all: &[&str]) {
+        let required = std::env::var("LMI_REQUIRE_LEVELS").unwrap_or_default();
+        let names: Vec<String> = available.iter().map(|l| format!("{l:?}")).collect();
+        for want in required
+            .split(',')
+            .map(str::trim)
+            .filter(|w| all.contains(w))
+        {
+            assert!(
+                names.iter().any(|n| n == want),
+                "LMI_REQUIRE_LEVELS asks for {want}, but only {names:?} are available here"
+            );
+        }
+    }
+
     #[test]
     fn every_f32_level_scores_like_a_plain_loop() {
         let mut rng = Rng(7);
+        check_required(
+            &F32Level::available(),
+            &["Scalar", "Avx2Fma", "Avx512", "Neon"],
+        );
         // Under Miri with AVX2+FMA enabled (scripts/test), the generic tile code runs through the
         // AVX2 kernel, not only the scalar one.
         #[cfg(all(
@@ -414,6 +436,10 @@ mod tests {
     #[test]
     fn every_i8_level_scores_exactly() {
         let mut rng = Rng(8);
+        check_required(
+            &I8Level::available(),
+            &["Scalar", "Avx2", "AvxVnni", "Avx512Vnni", "Neon", "NeonDot"],
+        );
         for level in I8Level::available() {
             for (nrows, stride, nq) in cases(I8_ALIGN, 1) {
                 let signed: Vec<i8> = (0..nrows * stride).map(|_| rng.i8(127)).collect();

@@ -198,10 +198,13 @@ pub struct VpcSpec {
     #[x_kube(validation = immutable("vpc.subnetSelector", RECREATE))]
     pub subnet_selector: Option<ResourceSelector>,
 
-    /// Security group ids (1–5) in the subnets' VPC. Immutable.
+    /// Security group ids (0–5, as the Lambda API allows) in the subnets' VPC. An empty list
+    /// gives the instances no group of your own: EC2 then attaches the VPC's default security
+    /// group (EC2 API reference, `RunInstances` `SecurityGroupIds`), whose rules you may not
+    /// control; prefer a group made for the provider (`managedSecurityGroup`). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        length(min = 1, max = 5),
+        length(min = 0, max = 5),
         inner(regex(pattern = r"^sg-[0-9a-f]{8,17}$"))
     )]
     #[x_kube(validation = immutable("vpc.securityGroupIds", RECREATE))]

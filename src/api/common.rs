@@ -78,8 +78,14 @@ pub fn tag_rules() -> Rule {
 pub fn invalid_tag_key(tags: &Tags) -> Option<&str> {
     tags.keys()
         .find(|k| {
-            !k.chars()
-                .all(|c| c.is_alphabetic() || c.is_numeric() || c == ' ' || "_.:/=+-@".contains(c))
+            // `\p{Z}` (space, line and paragraph separators) is whitespace that is not a
+            // control character: a no-break space is allowed, a tab is not.
+            !k.chars().all(|c| {
+                c.is_alphabetic()
+                    || c.is_numeric()
+                    || (c.is_whitespace() && !c.is_control())
+                    || "_.:/=+-@".contains(c)
+            })
         })
         .map(String::as_str)
 }
@@ -116,6 +122,10 @@ mod tests {
         let ok = Tags::from([
             ("team".into(), String::new()),
             ("Kostenstelle Süd/a=b+c-d@e:f_g.h".into(), String::new()),
+            (
+                "no\u{a0}break\u{3000}ideographic space".into(),
+                String::new(),
+            ),
         ]);
         assert_eq!(invalid_tag_key(&ok), None);
         let bad = Tags::from([("a;b".into(), String::new()), ("ok".into(), String::new())]);

@@ -116,8 +116,11 @@ pub struct SimilarityFunctionSpec {
     #[schemars(range(min = 2048, max = 32768))]
     pub memory_mib: i32,
 
-    /// Memory per vCPU in GiB: 2, 4 or 8. The similarity scan is memory-bandwidth bound, so
-    /// more vCPUs per GiB (2) answer faster; use 4 or 8 for catalogs that need the memory.
+    /// Memory per vCPU in GiB: 2, 4 or 8 — the ratios Lambda supports (the API model takes any
+    /// number from 2.0 to 8.0, but "the supported memory-to-CPU ratios are 2GB, 4GB, or 8GB per
+    /// CPU": AWS SAM's `CapacityProviderConfig` reference). The similarity scan is
+    /// memory-bandwidth bound, so more vCPUs per GiB (2) answer faster; use 4 or 8 for catalogs
+    /// that need the memory.
     #[serde(default = "default_memory_per_vcpu")]
     #[schemars(extend("enum" = [2, 4, 8]))]
     pub memory_gi_b_per_v_cpu: i32,

@@ -182,6 +182,11 @@ impl Ec2 {
         &self,
         ids: &[String],
     ) -> Result<Vec<SecurityGroupFacts>, AwsError> {
+        // No ids (a provider with no security group of its own): nothing to describe; a filter
+        // without values would not select nothing.
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let groups = self
             .security_groups(vec![filter("group-id", ids.iter().cloned())])
             .await?;

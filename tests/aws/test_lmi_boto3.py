@@ -274,6 +274,14 @@ def test_unknown_subnet_and_security_group_are_invalid(lam, network):
         create_provider(lam, {**network, "group": "sg-0000"})
 
 
+def test_a_provider_may_have_no_security_group_as_the_model_allows(lam, network):
+    # CapacityProviderSecurityGroupIds: min 0, max 5 (the API model).
+    created = lam.create_capacity_provider(
+        **provider_request(network, VpcConfig={"SubnetIds": network["subnets"], "SecurityGroupIds": []})
+    )["CapacityProvider"]
+    assert created["VpcConfig"]["SecurityGroupIds"] == []
+
+
 def test_subnets_and_security_groups_must_share_one_vpc(lam, network):
     with pytest.raises(lam.exceptions.InvalidParameterValueException, match="same VPC"):
         create_provider(lam, {**network, "group": network["other_group"]})
@@ -484,6 +492,21 @@ def test_function_keeps_its_capacity_provider_config(lam, network, function_role
         updated["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"] == inner
     )
     assert inner["PerExecutionEnvironmentMaxConcurrency"] == 64
+
+    # The structure is replaced whole: a member left out returns to Lambda's default (not shown).
+    lam.update_function_configuration(
+        FunctionName=name,
+        CapacityProviderConfig={
+            "LambdaManagedInstancesCapacityProviderConfig": {
+                "CapacityProviderArn": arn,
+                "ExecutionEnvironmentMemoryGiBPerVCpu": 8.0,
+            }
+        },
+    )
+    inner = lam.get_function_configuration(FunctionName=name)["CapacityProviderConfig"][
+        "LambdaManagedInstancesCapacityProviderConfig"
+    ]
+    assert "PerExecutionEnvironmentMaxConcurrency" not in inner, inner
 
 
 def test_function_code_from_a_missing_s3_object_is_invalid(lam, network, function_role, endpoint):

@@ -1050,3 +1050,38 @@ async fn a_failed_provider_is_reported_left_alone_and_deleted_cleanly() {
     assert!(world.aws_provider_names().await.is_empty());
     world.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_with_no_security_group_of_its_own_is_created_as_the_api_allows() {
+    // The Lambda API takes 0–5 security groups; with none, EC2 attaches the VPC's default group.
+    let mut world = World::start().await;
+    let net = world.good_network().await;
+    world.start_operator();
+    world
+        .apply_provider(provider_manifest(
+            "no-groups",
+            &net.private_subnet_ids(),
+            &[],
+            &world.role_arn,
+        ))
+        .await;
+    let cp = world.wait_provider("no-groups", "Ready", ready).await;
+    // Nothing described for an empty list (a filter without values would match every group
+    // of the account, and the groups of other VPCs would block the provider).
+    let network = cp.status.and_then(|s| s.network).expect("network");
+    assert!(network.security_group_ids.is_empty(), "{network:?}");
+    let aws = world
+        .lambda
+        .get_capacity_provider()
+        .capacity_provider_name(aws_name("no-groups"))
+        .send()
+        .await
+        .expect("the provider in AWS");
+    let vpc = aws
+        .capacity_provider()
+        .and_then(|p| p.vpc_config())
+        .expect("vpc config");
+    assert!(vpc.security_group_ids().is_empty());
+    assert_eq!(vpc.subnet_ids().len(), 2);
+    world.stop_operator().await;
+}

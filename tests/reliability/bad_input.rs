@@ -379,3 +379,46 @@ async fn a_function_role_of_another_partition_is_refused_until_the_spec_is_fixed
     assert_eq!(sf.status.and_then(|s| s.version).as_deref(), Some("1"));
     world.stop_operator().await;
 }
+
+/// A tag key outside AWS's pattern (the schema cannot check map keys within the API server's
+/// CEL budget) is refused before any AWS call, naming the key; fixed, the function deploys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_key_outside_awss_pattern_is_refused_without_calling_aws() {
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    world.ready_provider(&net).await;
+    world.proxy.clear_log();
+    let mut manifest = world.function(TEAM, "products");
+    manifest["spec"]["tags"]["cost;center"] = serde_json::json!("42");
+    world.apply_function(&manifest).await;
+    let sf = world
+        .wait_function(TEAM, "products", "refused (InvalidSpec)", |sf| {
+            has_condition(conditions(sf), "Ready", "False", Some("InvalidSpec"))
+        })
+        .await;
+    let message = ready_message(conditions(&sf));
+    assert!(
+        message.contains("cost;center") && message.contains("spec.tags"),
+        "{message}"
+    );
+    let lambda_calls: Vec<String> = world
+        .proxy
+        .log()
+        .into_iter()
+        .filter(|r| r.service == "lambda")
+        .map(|r| r.operation)
+        .collect();
+    assert!(
+        lambda_calls.iter().all(|o| !o.contains("Function")),
+        "Lambda called for a refused function: {lambda_calls:?}"
+    );
+    assert!(world.aws_function(TEAM, "products").await.is_none());
+
+    manifest["spec"]["tags"]
+        .as_object_mut()
+        .expect("tags")
+        .remove("cost;center");
+    world.apply_function(&manifest).await;
+    world.wait_function_ready(TEAM, "products").await;
+    world.stop_operator().await;
+}

@@ -51,7 +51,13 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
 
     apply_provider(&world, &net, "primary").await;
     world.wait_provider("primary", "Ready", ready).await;
-    assert!(leader.reconciles().await >= 1.0);
+    // A reconcile is counted when it returns, just after its status write.
+    wait_for(
+        "the leader to count its reconcile",
+        Duration::from_secs(10),
+        || async { leader.reconciles().await >= 1.0 },
+    )
+    .await;
     assert!(leader.aws_calls().await >= 1.0);
     assert_eq!(standby.reconciles().await, 0.0, "the standby reconciled");
     assert_eq!(standby.aws_calls().await, 0.0, "the standby called AWS");
@@ -102,7 +108,13 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     world
         .wait_provider("primary", "Ready for the new spec", ready)
         .await;
-    assert!(standby.reconciles().await >= 1.0);
+    // A reconcile is counted when it returns, just after its status write.
+    wait_for(
+        "the new leader to count its reconcile",
+        Duration::from_secs(10),
+        || async { standby.reconciles().await >= 1.0 },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1091,3 +1091,223 @@ async fn a_version_whose_request_bursts_could_exhaust_its_memory_is_warned_about
     );
     world.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_removed_from_the_spec_returns_to_lambdas_default_in_a_new_version() {
+    // The harness function sets 32 invocations per environment; Git drops the field: $LATEST
+    // leaves it to Lambda again (the update leaves the member out), a version with Lambda's
+    // default is published and served, and resyncs find nothing more to do.
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    world.ready_provider(&net).await;
+    let mut manifest = world.function(TEAM, "products");
+    world.apply_function(&manifest).await;
+    world.wait_function_ready(TEAM, "products").await;
+    let concurrency = |f: Option<aws_sdk_lambda::operation::get_function::GetFunctionOutput>| {
+        f.and_then(|f| f.configuration().cloned())
+            .and_then(|c| c.capacity_provider_config().cloned())
+            .and_then(|c| {
+                c.lambda_managed_instances_capacity_provider_config()
+                    .and_then(|l| l.per_execution_environment_max_concurrency())
+            })
+    };
+    assert_eq!(
+        concurrency(world.aws_function(TEAM, "products").await),
+        Some(32)
+    );
+
+    manifest["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("maxConcurrencyPerEnvironment");
+    world.apply_function(&manifest).await;
+    let sf = world
+        .wait_function(TEAM, "products", "serving version 2", |sf| {
+            is_ready(sf) && version(sf) == Some("2")
+        })
+        .await;
+    assert_eq!(
+        concurrency(world.aws_function(TEAM, "products").await),
+        None
+    );
+    let published = world
+        .lambda
+        .get_function_configuration()
+        .function_name(world.function_aws_name(TEAM, "products"))
+        .qualifier("2")
+        .send()
+        .await
+        .expect("version 2");
+    assert_eq!(
+        published
+            .capacity_provider_config()
+            .and_then(|c| c.lambda_managed_instances_capacity_provider_config())
+            .and_then(|l| l.per_execution_environment_max_concurrency()),
+        None,
+        "version 2 still holds the removed concurrency"
+    );
+    assert!(!has_condition(conditions(&sf), "Drifted", "True", None));
+    let calls = world.quiet_window(Duration::from_secs(5)).await;
+    let mutating: Vec<_> = calls.iter().filter(|r| !r.is_read_only()).collect();
+    assert!(mutating.is_empty(), "{mutating:?}");
+    world.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_is_put_only_on_an_active_version_so_lambda_never_refuses_it() {
+    // Lambda answers a scaling put on a version still stabilising (Pending) with a conflict;
+    // with versions Pending 2 s, the operator waits for Active and is never refused.
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    world.ready_provider(&net).await;
+    world
+        .aws
+        .set_state_delay(Duration::from_secs(2))
+        .await
+        .expect("state delay");
+    let mut manifest = world.function(TEAM, "products");
+    world.apply_function(&manifest).await;
+    world.wait_function_ready(TEAM, "products").await;
+    manifest["spec"]["memoryMiB"] = json!(8192);
+    manifest["spec"]["scaling"] =
+        json!({"minExecutionEnvironments": 2, "maxExecutionEnvironments": 3});
+    world.apply_function(&manifest).await;
+    world
+        .wait_function(TEAM, "products", "Ready on version 2", |sf| {
+            is_ready(sf) && version(sf) == Some("2")
+        })
+        .await;
+    let (held, _) = world.aws_scaling(TEAM, "products", "2").await;
+    assert_eq!(held, Some((Some(2), Some(3))));
+    let puts: Vec<_> = world
+        .proxy
+        .log()
+        .into_iter()
+        .filter(|r| r.operation == "PutFunctionScalingConfig")
+        .collect();
+    assert!(!puts.is_empty(), "no scaling was put");
+    assert!(
+        puts.iter()
+            .all(|r| !matches!(r.outcome, lmi_test_support::Outcome::Forwarded(s) if s >= 400)),
+        "Lambda refused a scaling put: {puts:?}"
+    );
+    world.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_past_its_providers_version_budget_is_refused_until_room_is_made() {
+    // The provider holds 8 versions here; the first function needs retain 4 + $LATEST + one
+    // being rolled out = 6, the second 2 + 2 = 4: the second is refused before any AWS call,
+    // and admitted once the first keeps fewer versions.
+    let (mut world, net) = World::for_functions().await;
+    world.config.max_versions_per_capacity_provider = 8;
+    world.start_operator();
+    world.ready_provider(&net).await;
+    let mut first = world.function(TEAM, "first");
+    first["spec"]["versions"] = json!({"retain": 4});
+    world.apply_function(&first).await;
+    world.wait_function_ready(TEAM, "first").await;
+    world.apply_function(&world.function(TEAM, "second")).await;
+    let refused = world
+        .wait_function(TEAM, "second", "refused for its version budget", |sf| {
+            has_condition(
+                conditions(sf),
+                "Ready",
+                "False",
+                Some("VersionBudgetExceeded"),
+            )
+        })
+        .await;
+    let message = &harness::condition(conditions(&refused), "Ready")
+        .expect("Ready")
+        .message;
+    assert!(
+        message.contains("hold 6 of its 8") && message.contains("needs 4"),
+        "{message}"
+    );
+    assert!(world.aws_function(TEAM, "second").await.is_none());
+
+    first["spec"]["versions"] = json!({"retain": 1});
+    world.apply_function(&first).await;
+    world.wait_function_ready(TEAM, "second").await;
+    // The provider counts what AWS holds at its next pass: $LATEST and the serving version of
+    // each function, within its limit.
+    let attached = world
+        .attached_versions(&identity::capacity_provider_name(
+            harness::CLUSTER,
+            PROVIDER,
+        ))
+        .await
+        .len();
+    assert!((4..=8).contains(&attached), "{attached} versions attached");
+    world
+        .wait_provider(PROVIDER, "counting the versions AWS holds", |cp| {
+            cp.status
+                .as_ref()
+                .and_then(|s| s.function_version_quota.as_ref())
+                .is_some_and(|q| q.limit == 8 && q.used == attached as i64)
+        })
+        .await;
+    world.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_non_invocable_version_is_not_ready_until_it_can_be_invoked() {
+    let (mut world, net) = World::for_functions().await;
+    world.start_operator();
+    world.ready_provider(&net).await;
+    let mut manifest = world.function(TEAM, "products");
+    world.apply_function(&manifest).await;
+    world.wait_function_ready(TEAM, "products").await;
+    let aws_name = world.function_aws_name(TEAM, "products");
+    // The next version is published (Pending 3 s, time to catch it) and held ActiveNonInvocable:
+    // version 1 keeps serving.
+    world
+        .aws
+        .set_state_delay(Duration::from_secs(3))
+        .await
+        .expect("state delay");
+    manifest["spec"]["memoryMiB"] = json!(8192);
+    world.apply_function(&manifest).await;
+    assert!(
+        eventually(CONVERGE, || async {
+            world.aws_versions(TEAM, "products").await.contains(&2)
+        })
+        .await,
+        "version 2 was never published"
+    );
+    world
+        .aws
+        .force_function_state(&aws_name, "2", Some("ActiveNonInvocable"))
+        .await
+        .expect("force the state");
+    let sf = world
+        .wait_function(
+            TEAM,
+            "products",
+            "waiting for version 2 to be invocable",
+            |sf| {
+                !is_ready(sf)
+                    && harness::condition(conditions(sf), "Ready").is_some_and(|c| {
+                        c.message.contains("version 2") && c.message.contains("ActiveNonInvocable")
+                    })
+            },
+        )
+        .await;
+    assert_eq!(
+        version(&sf),
+        Some("1"),
+        "a version that cannot be invoked was served"
+    );
+    world
+        .aws
+        .force_function_state(&aws_name, "2", None)
+        .await
+        .expect("release the state");
+    world
+        .wait_function(TEAM, "products", "Ready on version 2", |sf| {
+            is_ready(sf) && version(sf) == Some("2")
+        })
+        .await;
+    world.stop_operator().await;
+}

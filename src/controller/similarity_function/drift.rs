@@ -37,6 +37,20 @@ fn withheld<T: ToString>(field: &str, v: Option<T>) -> String {
     }
 }
 
+/// Lambda's invocations per execution environment when the function does not set them: 8 per
+/// vCPU for an OS-only runtime such as Rust on `provided.al2023` (Lambda developer guide,
+/// "Building Lambda Managed Instances functions in Rust"), the vCPUs being the memory over the
+/// memory per vCPU. `None` when the configuration does not say both.
+pub fn default_max_concurrency(config: &FunctionConfig) -> Option<i32> {
+    let memory = f64::from(config.memory_mib?);
+    let per_vcpu = config.memory_gib_per_vcpu?;
+    if per_vcpu <= 0.0 {
+        return None;
+    }
+    let vcpus = (memory / (per_vcpu * 1024.0)).floor().max(1.0);
+    Some(8 * vcpus as i32)
+}
+
 /// Differences in the configuration that goes into a published version (everything but the
 /// code and the description), named by the spec field a user would change.
 pub fn version_config(desired: &FunctionConfig, observed: &FunctionConfig) -> Vec<DriftEntry> {
@@ -89,12 +103,30 @@ pub fn version_config(desired: &FunctionConfig, observed: &FunctionConfig) -> Ve
         observed.capacity_provider_arn.clone(),
         true,
     );
-    cmp(
-        "maxConcurrencyPerEnvironment",
-        desired.max_concurrency.map(|c| c.to_string()),
-        observed.max_concurrency.map(|c| c.to_string()),
-        true,
-    );
+    // Unset in the spec means Lambda's default, which AWS may report as absent or as its
+    // figure; any other value was set before and is reverted (the update leaves the member out,
+    // and Lambda replaces the structure whole).
+    match (desired.max_concurrency, observed.max_concurrency) {
+        (Some(_), _) => cmp(
+            "maxConcurrencyPerEnvironment",
+            desired.max_concurrency.map(|c| c.to_string()),
+            observed.max_concurrency.map(|c| c.to_string()),
+            true,
+        ),
+        (None, Some(o)) => {
+            if let Some(default) = default_max_concurrency(desired)
+                && o != default
+            {
+                cmp(
+                    "maxConcurrencyPerEnvironment",
+                    Some(format!("Lambda's default ({default})")),
+                    Some(o.to_string()),
+                    true,
+                );
+            }
+        }
+        (None, None) => {}
+    }
     let ratio = |r: Option<f64>| r.map(|r| format!("{r}"));
     let same_ratio = match (desired.memory_gib_per_vcpu, observed.memory_gib_per_vcpu) {
         (Some(d), Some(o)) => (d - o).abs() < 1e-9,
@@ -268,9 +300,37 @@ mod tests {
 
     #[test]
     fn lambdas_defaults_for_unset_settings_are_not_drift() {
+        let desired = config();
+        let default = default_max_concurrency(&desired).expect("memory and ratio given");
         let mut observed = config();
-        observed.max_concurrency = Some(16);
-        assert!(version_config(&config(), &observed).is_empty());
+        observed.max_concurrency = Some(default);
+        assert!(version_config(&desired, &observed).is_empty());
+        observed.max_concurrency = None;
+        assert!(version_config(&desired, &observed).is_empty());
+    }
+
+    #[test]
+    fn a_concurrency_removed_from_the_spec_is_reverted_to_lambdas_default() {
+        let desired = config();
+        let default = default_max_concurrency(&desired).expect("memory and ratio given");
+        let mut observed = config();
+        observed.max_concurrency = Some(default + 92);
+        let drift = version_config(&desired, &observed);
+        assert_eq!(drift.len(), 1, "{drift:?}");
+        assert_eq!(drift[0].field, "maxConcurrencyPerEnvironment");
+        assert!(drift[0].correctable);
+    }
+
+    #[test]
+    fn lambdas_default_concurrency_is_eight_per_vcpu() {
+        let mut c = config();
+        c.memory_mib = Some(8192);
+        c.memory_gib_per_vcpu = Some(2.0);
+        assert_eq!(default_max_concurrency(&c), Some(32));
+        c.memory_gib_per_vcpu = Some(8.0);
+        assert_eq!(default_max_concurrency(&c), Some(8));
+        c.memory_gib_per_vcpu = None;
+        assert_eq!(default_max_concurrency(&c), None);
     }
 
     #[test]

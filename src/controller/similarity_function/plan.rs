@@ -330,7 +330,9 @@ pub fn next(input: &Input<'_>) -> Next {
             return stuck(
                 versions::failed_reason(v.state_reason_code.as_deref()),
                 format!(
-                    "version {} of {name} failed to start ({}): {}; the operator deletes it and                      publishes again after the slow retry delay, or at once when the spec                      changes",
+                    "version {} of {name} failed to start ({}): {}; the operator deletes it and \
+                     publishes again after the slow retry delay, or at once when the spec \
+                     changes",
                     v.version,
                     v.state_reason_code.as_deref().unwrap_or("no code given"),
                     v.state_reason.as_deref().unwrap_or("no reason given"),
@@ -352,7 +354,8 @@ pub fn next(input: &Input<'_>) -> Next {
         None => {
             return waiting(match v.state_name.as_deref() {
                 Some(state) => format!(
-                    "version {} of {name} is in state {state}, which this operator does not                      know; it waits for Active",
+                    "version {} of {name} is in state {state}, which this operator does not \
+                     know; it waits for Active",
                     v.version
                 ),
                 None => format!("version {} of {name} reports no state yet", v.version),

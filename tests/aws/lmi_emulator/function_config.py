@@ -1,7 +1,9 @@
 """Functions on capacity providers: the LMI members of moto's classic function operations.
 
 - CreateFunction / UpdateFunctionConfiguration: ``CapacityProviderConfig`` is validated (shape,
-  the provider exists and is Active, memory per vCPU is 2, 4 or 8 GiB) and kept (see
+  the provider exists and is Active, memory per vCPU is 2, 4 or 8 GiB — "the supported
+  memory-to-CPU ratios are 2GB, 4GB, or 8GB per CPU", AWS SAM's ``CapacityProviderConfig``
+  reference, though the model's range is 2.0–8.0) and kept (see
   ``function_state``). A function can move to another capacity provider with
   UpdateFunctionConfiguration (CloudFormation's ``AWS::Lambda::Function``
   ``CapacityProviderConfig``: "Update requires: No interruption"); the versions it published stay
